@@ -1,0 +1,3 @@
+module github.com/quicwt/quicwt
+
+go 1.26
