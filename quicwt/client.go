@@ -1,0 +1,312 @@
+package quicwt
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/quicwt/quicwt/frames"
+	"github.com/quicwt/quicwt/settings"
+)
+
+// Dialer opens WebTransport sessions. The zero value is usable.
+type Dialer struct {
+	// TLSClientConfig is cloned for each connection; ALPN is set to h3 and
+	// ServerName to the URL's host when empty.
+	TLSClientConfig *tls.Config
+	// CertificateHashes pins the server certificate by the SHA-256 of its
+	// DER encoding, as the browser API's serverCertificateHashes does;
+	// when set, chain verification is replaced by the pin.
+	CertificateHashes [][32]byte
+	// QUICConfig is used for new connections (see QUICConfig).
+	QUICConfig *quic.Config
+	// Limits bound what the server can make the client hold.
+	Limits Limits
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+	// Settings, when set, replaces the client's SETTINGS (see
+	// DefaultClientSettings).
+	Settings *settings.Settings
+}
+
+// ClientConn is a client's HTTP/3 connection, which can carry several
+// WebTransport sessions.
+type ClientConn struct {
+	c     *conn
+	owned bool // close the QUIC connection when the last Dial session ends
+}
+
+// Dial connects to a WebTransport URL (https://host:port/path), opens a
+// session with the given request headers, and returns the server's
+// response and the session. The connection is closed when the session
+// ends. On a non-2xx answer the response is returned with a
+// *RejectedError.
+func (d *Dialer) Dial(ctx context.Context, rawURL string, h http.Header) (*http.Response, *Session, error) {
+	u, err := parseWebTransportURL(rawURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	cc, err := d.DialConn(ctx, u.Host)
+	if err != nil {
+		return nil, nil, err
+	}
+	cc.owned = true
+	rsp, sess, err := cc.OpenSession(ctx, rawURL, h)
+	if err != nil {
+		cc.Close()
+		return rsp, nil, err
+	}
+	return rsp, sess, nil
+}
+
+func parseWebTransportURL(rawURL string) (*url.URL, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("quicwt: bad URL: %w", err)
+	}
+	if u.Scheme != "https" {
+		return nil, fmt.Errorf("quicwt: bad URL %q: scheme must be https", rawURL)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("quicwt: bad URL %q: no host", rawURL)
+	}
+	if u.Port() == "" {
+		u.Host = net.JoinHostPort(u.Hostname(), "443")
+	}
+	return u, nil
+}
+
+// DialConn opens an HTTP/3 connection to addr (host:port) for sessions
+// opened with OpenSession.
+func (d *Dialer) DialConn(ctx context.Context, addr string) (*ClientConn, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("quicwt: bad address %q: %w", addr, err)
+	}
+	tlsConf := TLSConfig(d.TLSClientConfig)
+	if tlsConf.ServerName == "" {
+		tlsConf.ServerName = host
+	}
+	if len(d.CertificateHashes) > 0 {
+		pins := d.CertificateHashes
+		tlsConf.InsecureSkipVerify = true
+		tlsConf.VerifyConnection = func(cs tls.ConnectionState) error {
+			return verifyPinned(cs.PeerCertificates, pins)
+		}
+	}
+	qc, err := quic.DialAddr(ctx, addr, tlsConf, QUICConfig(d.QUICConfig))
+	if err != nil {
+		return nil, err
+	}
+	cc, err := d.newClientConn(wrapConn(qc))
+	if err != nil {
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(frames.H3InternalError), "")
+		return nil, err
+	}
+	return cc, nil
+}
+
+// NewClientConn runs the client side of HTTP/3 on a QUIC connection the
+// caller dialed (ALPN h3, datagrams enabled).
+func (d *Dialer) NewClientConn(qc *quic.Conn) (*ClientConn, error) {
+	return d.newClientConn(wrapConn(qc))
+}
+
+func (d *Dialer) newClientConn(qc qconn) (*ClientConn, error) {
+	local := defaultSettings(false)
+	if d.Settings != nil {
+		local = *d.Settings
+	}
+	c := newConn(qc, false, d.Limits, d.Logger, &local)
+	if err := c.start(); err != nil {
+		return nil, err
+	}
+	return &ClientConn{c: c}, nil
+}
+
+// verifyPinned accepts a leaf certificate whose DER SHA-256 is pinned and
+// that is currently valid, as serverCertificateHashes does.
+func verifyPinned(certs []*x509.Certificate, pins [][32]byte) error {
+	if len(certs) == 0 {
+		return errors.New("quicwt: server sent no certificate")
+	}
+	leaf := certs[0]
+	sum := sha256.Sum256(leaf.Raw)
+	for _, p := range pins {
+		if bytes.Equal(sum[:], p[:]) {
+			now := time.Now()
+			if now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
+				return errors.New("quicwt: pinned certificate is not valid now")
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("quicwt: server certificate hash %x is not pinned", sum)
+}
+
+// Draft waits for the server's SETTINGS and returns the negotiated draft.
+func (cc *ClientConn) Draft(ctx context.Context) (settings.Draft, error) {
+	if err := cc.c.waitSettings(ctx); err != nil {
+		return settings.DraftNone, err
+	}
+	return cc.c.draft, nil
+}
+
+// PeerSettings waits for and returns the server's SETTINGS.
+func (cc *ClientConn) PeerSettings(ctx context.Context) (*settings.Settings, error) {
+	if err := cc.c.waitSettings(ctx); err != nil {
+		return nil, err
+	}
+	return &cc.c.peer, nil
+}
+
+// Close closes the connection with H3_NO_ERROR.
+func (cc *ClientConn) Close() error {
+	cc.c.closeWithError(frames.H3NoError, "")
+	return nil
+}
+
+// CloseWithGoaway sends GOAWAY, then closes the connection.
+func (cc *ClientConn) CloseWithGoaway() error {
+	cc.c.sendGoaway()
+	return cc.Close()
+}
+
+// Done is closed when the connection ends; Err then says why.
+func (cc *ClientConn) Done() <-chan struct{} { return cc.c.closed }
+
+// Err returns why the connection ended, or nil while it is open.
+func (cc *ClientConn) Err() error {
+	if !cc.c.isClosed() {
+		return nil
+	}
+	return cc.c.closeErr
+}
+
+// Draining is closed when the server sent GOAWAY.
+func (cc *ClientConn) Draining() <-chan struct{} { return cc.c.draining }
+
+// OpenSession sends an extended CONNECT for rawURL (after the server's
+// SETTINGS, as the drafts require) and waits for the response.
+func (cc *ClientConn) OpenSession(ctx context.Context, rawURL string, h http.Header) (*http.Response, *Session, error) {
+	c := cc.c
+	u, err := parseWebTransportURL(rawURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := c.waitSettings(ctx); err != nil {
+		return nil, nil, err
+	}
+	draft := c.draft
+	if draft == settings.DraftNone {
+		return nil, nil, ErrNotSupported
+	}
+	select {
+	case <-c.draining:
+		return nil, nil, ErrGoaway
+	default:
+	}
+	str, err := c.qc.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, nil, translateConnErr(err)
+	}
+	sess := newSession(c, str, draft)
+	if err := c.addSession(sess); err != nil {
+		str.CancelWrite(quic.StreamErrorCode(frames.H3RequestCancelled))
+		str.CancelRead(quic.StreamErrorCode(frames.H3RequestCancelled))
+		return nil, nil, err
+	}
+	fail := func(err error) (*http.Response, *Session, error) {
+		sess.terminate(&SessionError{Cause: err}, true)
+		if cc.owned {
+			cc.Close()
+		}
+		return nil, nil, err
+	}
+	e := newFieldEncoder()
+	e.add(":method", http.MethodConnect)
+	e.add(":scheme", "https")
+	e.add(":authority", u.Host)
+	path := u.RequestURI()
+	e.add(":path", path)
+	e.add(":protocol", draft.Protocol())
+	if draft == settings.Draft02 {
+		e.add("sec-webtransport-http3-draft02", "1")
+	}
+	e.addHeader(h)
+	if _, err := str.Write(e.headersFrame()); err != nil {
+		return fail(translateStreamErr(err))
+	}
+	// Read the response, honouring ctx through the read deadline.
+	stop := context.AfterFunc(ctx, func() { _ = str.SetReadDeadline(time.Unix(1, 0)) })
+	fr := newFrameReader(str, 256)
+	var status int
+	var hdr http.Header
+	for {
+		fields, err := c.readHeaderSection(fr, noType)
+		if err != nil {
+			stop()
+			if ctx.Err() != nil {
+				return fail(ctx.Err())
+			}
+			var fe *frames.Error
+			if errors.As(err, &fe) && fe.Connection {
+				c.fail(err)
+			}
+			return fail(translateStreamErr(err))
+		}
+		status, hdr, err = parseResponseFields(fields)
+		if err != nil {
+			stop()
+			str.CancelRead(quic.StreamErrorCode(frames.H3MessageError))
+			str.CancelWrite(quic.StreamErrorCode(frames.H3MessageError))
+			return fail(err)
+		}
+		if status >= 200 {
+			break
+		}
+	}
+	if !stop() {
+		_ = str.SetReadDeadline(time.Time{})
+	}
+	rsp := &http.Response{
+		Status:     fmt.Sprintf("%d %s", status, http.StatusText(status)),
+		StatusCode: status,
+		Proto:      "HTTP/3.0",
+		ProtoMajor: 3,
+		Header:     hdr,
+		Body:       http.NoBody,
+		Request:    &http.Request{Method: http.MethodConnect, URL: u, Header: h, Host: u.Host},
+	}
+	if status < 200 || status > 299 {
+		str.CancelRead(quic.StreamErrorCode(frames.H3NoError))
+		_ = str.Close()
+		sess.terminate(&SessionError{Cause: &RejectedError{StatusCode: status}}, false)
+		if cc.owned {
+			cc.Close()
+		}
+		return rsp, nil, &RejectedError{StatusCode: status}
+	}
+	sess.response = rsp
+	sess.fr = fr
+	sess.state.Store(sessionOpen)
+	if cc.owned {
+		// A Dial connection lives as long as its session. It is closed only
+		// after the peer ended the CONNECT stream, so that our
+		// WT_CLOSE_SESSION and FIN are delivered first.
+		sess.onReaderDone = func() { cc.Close() }
+	}
+	go sess.readCapsules()
+	return rsp, sess, nil
+}

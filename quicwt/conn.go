@@ -1,0 +1,781 @@
+package quicwt
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/quicwt/quicwt/frames"
+	"github.com/quicwt/quicwt/settings"
+)
+
+// conn is the HTTP/3 + WebTransport state machine of one QUIC connection,
+// shared by the server and client sides. Per connection it runs four
+// goroutines: the unidirectional and bidirectional stream acceptors, the
+// datagram receiver and the reader of the peer's control stream (plus one
+// per peer QPACK stream, if the peer opens them). Each session adds one
+// goroutine reading its CONNECT stream.
+type conn struct {
+	qc       qconn
+	isServer bool
+	limits   Limits
+	logger   *slog.Logger
+	server   *Server // nil on the client side
+
+	local settings.Settings
+	ctrl  sendStream // our control stream
+
+	peer         settings.Settings
+	settingsDone chan struct{} // closed once the peer's SETTINGS are in peer
+	draft        settings.Draft
+
+	closed   chan struct{}
+	closeErr error // set before closed is closed
+
+	mu           sync.Mutex
+	sessions     map[uint64]*Session
+	early        map[uint64]*earlyBuffer
+	earlyStreams int
+	earlyDgrams  int
+	earlyBytes   int
+	earlyTimer   *time.Timer
+	gone         [64]uint64 // recently ended session IDs, a ring
+	goneN        int
+	critical     [4]bool // peer's control, QPACK encoder, QPACK decoder streams seen (by stream type)
+	goawaySent   bool
+	goawayID     uint64 // server: first request stream ID we will not process
+	peerGoaway   bool
+	peerGoawayID uint64
+	maxPushID    int64 // server: the client's MAX_PUSH_ID, -1 if none
+	maxRequestID int64 // server: highest request stream ID seen, -1 if none
+	activeReqs   int   // server: requests being handled (plain or pending CONNECT)
+	reqsDone     chan struct{}
+	draining     chan struct{} // closed on GOAWAY sent or received
+
+	closeOnce sync.Once
+	// dgram cache, touched only by the datagram goroutine
+	lastDgramID   uint64
+	lastDgramSess *Session
+
+	unknownStreams atomic.Uint64 // unknown unidirectional stream types seen
+}
+
+// earlyBuffer holds what arrived for a session ID that has no session yet.
+type earlyBuffer struct {
+	created   time.Time
+	streams   []earlyStream
+	datagrams [][]byte
+}
+
+type earlyStream struct {
+	bidi bidiStream    // set for bidirectional streams
+	uni  receiveStream // set for unidirectional streams
+}
+
+func (e earlyStream) reject(code ErrorCode) {
+	if e.bidi != nil {
+		e.bidi.CancelRead(quic.StreamErrorCode(code))
+		e.bidi.CancelWrite(quic.StreamErrorCode(code))
+	} else {
+		e.uni.CancelRead(quic.StreamErrorCode(code))
+	}
+}
+
+func newConn(qc qconn, isServer bool, limits Limits, logger *slog.Logger, local *settings.Settings) *conn {
+	c := &conn{
+		qc:           qc,
+		isServer:     isServer,
+		limits:       limits.withDefaults(),
+		logger:       loggerOr(logger),
+		settingsDone: make(chan struct{}),
+		closed:       make(chan struct{}),
+		sessions:     make(map[uint64]*Session),
+		maxPushID:    -1,
+		maxRequestID: -1,
+		draining:     make(chan struct{}),
+	}
+	c.local = *local
+	c.local.Unknown = append([]settings.Setting(nil), local.Unknown...)
+	c.local.Set(settings.MaxFieldSectionSize, uint64(c.limits.MaxFieldSectionSize))
+	var seed [8]byte
+	_, _ = rand.Read(seed[:])
+	c.local.AddGrease(binary.LittleEndian.Uint64(seed[:]))
+	return c
+}
+
+// defaultSettings returns what we advertise (spec section 4's synthesis):
+// extended CONNECT (server), H3 datagrams under both codepoints, and the
+// enabling settings of draft-02 (browsers), draft-13/14 (with one session,
+// so no flow control is implied) and draft-15+.
+func defaultSettings(server bool) settings.Settings {
+	var s settings.Settings
+	if server {
+		s.Set(settings.EnableConnectProtocol, 1)
+	}
+	s.Set(settings.H3Datagram, 1)
+	s.Set(settings.H3DatagramDraft04, 1)
+	s.Set(settings.EnableWebTransport, 1)
+	s.Set(settings.WTMaxSessions, 1)
+	s.Set(settings.WTEnabled, 1)
+	return s
+}
+
+// start opens our control stream with SETTINGS at once (never waiting for
+// the peer's) and starts the connection goroutines. We open no QPACK
+// streams: our decoder's table capacity is 0 and our encoder never uses the
+// dynamic table (RFC 9204, Section 4.2).
+func (c *conn) start() error {
+	ctrl, err := c.qc.OpenUniStream()
+	if err != nil {
+		return err
+	}
+	b := frames.AppendUniStreamType(make([]byte, 0, 64), frames.StreamTypeControl)
+	b = c.local.AppendFrame(b)
+	if _, err := ctrl.Write(b); err != nil {
+		return err
+	}
+	c.ctrl = ctrl
+	go c.acceptUniLoop()
+	go c.acceptBidiLoop()
+	go c.datagramLoop()
+	return nil
+}
+
+// closeWithError sends CONNECTION_CLOSE with an HTTP/3 error code.
+func (c *conn) closeWithError(code ErrorCode, reason string) {
+	c.logger.Debug("closing connection", "code", code, "reason", reason)
+	_ = c.qc.CloseWithError(quic.ApplicationErrorCode(code), reason)
+	c.shutdown(&ConnectionError{Code: code, Reason: reason})
+}
+
+// fail closes the connection for a protocol violation described by err (a
+// *frames.Error, or an I/O error meaning the connection is already gone).
+func (c *conn) fail(err error) {
+	var fe *frames.Error
+	if errors.As(err, &fe) {
+		c.closeWithError(fe.Code, fe.Reason)
+		return
+	}
+	c.shutdown(translateConnErr(err))
+}
+
+// shutdown records the end of the connection and ends every session.
+func (c *conn) shutdown(err error) {
+	c.closeOnce.Do(func() {
+		if err == nil {
+			err = ErrConnectionClosed
+		}
+		c.mu.Lock()
+		c.closeErr = err
+		sessions := make([]*Session, 0, len(c.sessions))
+		for _, s := range c.sessions {
+			sessions = append(sessions, s)
+		}
+		early := c.early
+		c.early = nil
+		if c.earlyTimer != nil {
+			c.earlyTimer.Stop()
+		}
+		c.mu.Unlock()
+		close(c.closed)
+		for _, s := range sessions {
+			s.terminate(&SessionError{Cause: err}, false)
+		}
+		for _, e := range early {
+			for _, s := range e.streams {
+				s.reject(frames.WTSessionGone)
+			}
+		}
+	})
+}
+
+// err returns why the connection ended.
+func (c *conn) err() error {
+	<-c.closed
+	return c.closeErr
+}
+
+func (c *conn) isClosed() bool {
+	select {
+	case <-c.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// watchClose ends the connection state when quic-go reports the close.
+func (c *conn) connGone(err error) {
+	if cause := context.Cause(c.qc.Context()); cause != nil {
+		err = cause
+	}
+	c.shutdown(translateConnErr(err))
+}
+
+const prefixTimeout = 10 * time.Second
+
+func (c *conn) acceptUniLoop() {
+	for {
+		s, err := c.qc.AcceptUniStream(context.Background())
+		if err != nil {
+			c.connGone(err)
+			return
+		}
+		go c.handleUniStream(s)
+	}
+}
+
+func (c *conn) acceptBidiLoop() {
+	for {
+		s, err := c.qc.AcceptStream(context.Background())
+		if err != nil {
+			c.connGone(err)
+			return
+		}
+		go c.handleBidiStream(s)
+	}
+}
+
+// handleUniStream reads a peer unidirectional stream's type (RFC 9114,
+// Section 6.2) and serves it. A stream that ends before its type is simply
+// dropped.
+func (c *conn) handleUniStream(s receiveStream) {
+	_ = s.SetReadDeadline(time.Now().Add(prefixTimeout))
+	t, err := readVarintExact(s)
+	if err != nil {
+		s.CancelRead(quic.StreamErrorCode(frames.H3StreamCreationError))
+		return
+	}
+	st := frames.StreamType(t)
+	switch st {
+	case frames.StreamTypeControl, frames.StreamTypeQPACKEncoder, frames.StreamTypeQPACKDecoder:
+		_ = s.SetReadDeadline(time.Time{})
+		c.mu.Lock()
+		dup := c.critical[st]
+		c.critical[st] = true
+		c.mu.Unlock()
+		if dup {
+			c.closeWithError(frames.H3StreamCreationError, "second "+st.String()+" stream")
+			return
+		}
+		switch st {
+		case frames.StreamTypeControl:
+			c.readControlStream(s)
+		case frames.StreamTypeQPACKEncoder:
+			c.readQPACKEncoderStream(s)
+		default:
+			c.readQPACKDecoderStream(s)
+		}
+	case frames.StreamTypePush:
+		if c.isServer {
+			c.closeWithError(frames.H3StreamCreationError, "push stream sent by client")
+		} else {
+			// We never send MAX_PUSH_ID, so any push ID is too large.
+			c.closeWithError(frames.H3IDError, "push stream without MAX_PUSH_ID")
+		}
+	case frames.StreamTypeWebTransport:
+		sid, err := readVarintExact(s)
+		if err != nil {
+			s.CancelRead(quic.StreamErrorCode(frames.H3StreamCreationError))
+			return
+		}
+		_ = s.SetReadDeadline(time.Time{})
+		if !frames.IsSessionID(sid) {
+			c.fail(frames.ErrSessionID)
+			return
+		}
+		c.deliverStream(sid, earlyStream{uni: s})
+	default:
+		// Unknown and reserved stream types are not errors (RFC 9114,
+		// Section 6.2): ask the peer to stop.
+		c.unknownStreams.Add(1)
+		s.CancelRead(quic.StreamErrorCode(frames.H3StreamCreationError))
+	}
+}
+
+// handleBidiStream serves a peer bidirectional stream: a WebTransport
+// stream (WEBTRANSPORT_STREAM signal) or, at a server, a request stream.
+func (c *conn) handleBidiStream(s bidiStream) {
+	_ = s.SetReadDeadline(time.Now().Add(prefixTimeout))
+	t, err := readVarintExact(s)
+	if err != nil {
+		s.CancelRead(quic.StreamErrorCode(frames.H3RequestIncomplete))
+		s.CancelWrite(quic.StreamErrorCode(frames.H3RequestIncomplete))
+		return
+	}
+	if frames.Type(t) == frames.TypeWebTransportStream {
+		sid, err := readVarintExact(s)
+		if err != nil {
+			s.CancelRead(quic.StreamErrorCode(frames.H3RequestIncomplete))
+			s.CancelWrite(quic.StreamErrorCode(frames.H3RequestIncomplete))
+			return
+		}
+		_ = s.SetReadDeadline(time.Time{})
+		if !frames.IsSessionID(sid) {
+			c.fail(frames.ErrSessionID)
+			return
+		}
+		c.deliverStream(sid, earlyStream{bidi: s})
+		return
+	}
+	if !c.isServer {
+		// RFC 9114, Section 6.1: a server-initiated bidirectional stream is
+		// only allowed by an extension, here WebTransport's signal.
+		c.closeWithError(frames.H3StreamCreationError, "server-initiated bidirectional stream")
+		return
+	}
+	_ = s.SetReadDeadline(time.Time{})
+	c.server.handleRequestStream(c, s, frames.Type(t))
+}
+
+// deliverStream hands a WebTransport stream to its session, buffers it
+// when the session does not exist yet, or rejects it.
+func (c *conn) deliverStream(sid uint64, es earlyStream) {
+	c.mu.Lock()
+	if sess := c.sessions[sid]; sess != nil {
+		c.mu.Unlock()
+		sess.enqueue(es)
+		return
+	}
+	if c.isGoneLocked(sid) || !c.isServer || c.closeErr != nil {
+		// A client knows all its sessions: an unknown ID is a closed one.
+		c.mu.Unlock()
+		es.reject(frames.WTSessionGone)
+		return
+	}
+	e := c.early[sid]
+	if c.earlyStreams >= c.limits.MaxBufferedStreams || (e != nil && len(e.streams) >= c.limits.MaxBufferedStreamsPerSession) || c.limits.MaxBufferedStreamsPerSession == 0 {
+		c.mu.Unlock()
+		es.reject(frames.WTBufferedStreamRejected)
+		return
+	}
+	e = c.earlyLocked(sid)
+	e.streams = append(e.streams, es)
+	c.earlyStreams++
+	c.mu.Unlock()
+}
+
+func (c *conn) earlyLocked(sid uint64) *earlyBuffer {
+	if c.early == nil {
+		c.early = make(map[uint64]*earlyBuffer)
+	}
+	e := c.early[sid]
+	if e == nil {
+		e = &earlyBuffer{created: time.Now()}
+		c.early[sid] = e
+		if c.earlyTimer == nil {
+			c.earlyTimer = time.AfterFunc(c.limits.BufferTimeout, c.expireEarly)
+		} else if len(c.early) == 1 {
+			c.earlyTimer.Reset(c.limits.BufferTimeout)
+		}
+	}
+	return e
+}
+
+// expireEarly rejects what was buffered for sessions that did not come in
+// time, so nothing is kept for a session that never comes.
+func (c *conn) expireEarly() {
+	now := time.Now()
+	var expired []*earlyBuffer
+	c.mu.Lock()
+	next := time.Duration(-1)
+	for sid, e := range c.early {
+		age := now.Sub(e.created)
+		if age >= c.limits.BufferTimeout {
+			expired = append(expired, e)
+			c.dropEarlyLocked(sid, e)
+		} else if rem := c.limits.BufferTimeout - age; next < 0 || rem < next {
+			next = rem
+		}
+	}
+	if next >= 0 && c.closeErr == nil {
+		c.earlyTimer.Reset(next)
+	}
+	c.mu.Unlock()
+	for _, e := range expired {
+		for _, s := range e.streams {
+			s.reject(frames.WTBufferedStreamRejected)
+		}
+	}
+}
+
+func (c *conn) dropEarlyLocked(sid uint64, e *earlyBuffer) {
+	delete(c.early, sid)
+	c.earlyStreams -= len(e.streams)
+	c.earlyDgrams -= len(e.datagrams)
+	for _, d := range e.datagrams {
+		c.earlyBytes -= len(d)
+	}
+}
+
+func (c *conn) isGoneLocked(sid uint64) bool {
+	n := min(c.goneN, len(c.gone))
+	for i := 0; i < n; i++ {
+		if c.gone[i] == sid {
+			return true
+		}
+	}
+	return false
+}
+
+// addSession registers a session and moves what was buffered for it into
+// it. It fails when the connection is closed or at the session limit.
+func (c *conn) addSession(s *Session) error {
+	c.mu.Lock()
+	if c.closeErr != nil {
+		err := c.closeErr
+		c.mu.Unlock()
+		return err
+	}
+	if len(c.sessions) >= c.limits.MaxSessions {
+		c.mu.Unlock()
+		return ErrTooManySessions
+	}
+	c.sessions[s.id] = s
+	e := c.early[s.id]
+	if e != nil {
+		c.dropEarlyLocked(s.id, e)
+	}
+	c.mu.Unlock()
+	if e != nil {
+		for _, es := range e.streams {
+			s.enqueue(es)
+		}
+		for _, d := range e.datagrams {
+			s.pushDatagram(d)
+		}
+	}
+	return nil
+}
+
+// removeSession forgets an ended session, remembering its ID so that late
+// streams for it are rejected without buffering.
+func (c *conn) removeSession(s *Session) {
+	c.mu.Lock()
+	if c.sessions[s.id] == s {
+		delete(c.sessions, s.id)
+		c.gone[c.goneN%len(c.gone)] = s.id
+		c.goneN++
+	}
+	c.mu.Unlock()
+}
+
+func (c *conn) session(sid uint64) *Session {
+	c.mu.Lock()
+	s := c.sessions[sid]
+	c.mu.Unlock()
+	return s
+}
+
+// datagramLoop receives QUIC datagrams and routes each HTTP datagram to its
+// session by quarter stream ID (RFC 9297, Section 2.1).
+func (c *conn) datagramLoop() {
+	for {
+		b, err := c.qc.ReceiveDatagram(context.Background())
+		if err != nil {
+			return
+		}
+		sid, payload, err := frames.ParseDatagram(b)
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		sess := c.lastDgramSess
+		if sess == nil || c.lastDgramID != sid || sess.isDone() {
+			sess = c.session(sid)
+			c.lastDgramID, c.lastDgramSess = sid, sess
+		}
+		if sess != nil {
+			sess.pushDatagram(payload)
+			continue
+		}
+		c.bufferDatagram(sid, payload)
+	}
+}
+
+func (c *conn) bufferDatagram(sid uint64, payload []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.isServer || c.isGoneLocked(sid) || c.closeErr != nil {
+		return // dropped: a client knows its sessions; gone sessions get nothing
+	}
+	if c.earlyDgrams >= c.limits.MaxBufferedDatagrams || c.earlyBytes+len(payload) > c.limits.MaxBufferedDatagramBytes {
+		return // dropped, as the draft allows
+	}
+	if c.early[sid] == nil && c.earlyStreams+len(c.early) >= c.limits.MaxBufferedStreams {
+		return
+	}
+	e := c.earlyLocked(sid)
+	e.datagrams = append(e.datagrams, payload)
+	c.earlyDgrams++
+	c.earlyBytes += len(payload)
+}
+
+// waitSettings waits for the peer's SETTINGS.
+func (c *conn) waitSettings(ctx context.Context) error {
+	select {
+	case <-c.settingsDone:
+		return nil
+	default:
+	}
+	t := time.NewTimer(c.limits.SettingsTimeout)
+	defer t.Stop()
+	select {
+	case <-c.settingsDone:
+		return nil
+	case <-c.closed:
+		return c.closeErr
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return ErrSettingsTimeout
+	}
+}
+
+// readControlStream enforces RFC 9114, Sections 6.2.1 and 7.2, on the
+// peer's control stream.
+func (c *conn) readControlStream(s receiveStream) {
+	fr := newFrameReader(s, 256)
+	limit := uint64(c.limits.MaxControlFrameSize)
+	first := true
+	for {
+		h, err := frames.ReadHeader(fr, limit)
+		if err != nil {
+			c.controlStreamEnded(err)
+			return
+		}
+		if first && h.Type != frames.TypeSettings {
+			c.fail(frames.ErrMissingSettings)
+			return
+		}
+		known, err := frames.Check(h.Type, frames.KindControl, c.isServer)
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		if !known {
+			if err := fr.skip(h.Length); err != nil {
+				c.controlStreamEnded(err)
+				return
+			}
+			continue
+		}
+		if h.Length > limit {
+			c.fail(frames.ErrFrameTooLarge)
+			return
+		}
+		p, err := fr.payload(h.Length)
+		if err != nil {
+			c.controlStreamEnded(err)
+			return
+		}
+		if err := c.handleControlFrame(h.Type, p, first); err != nil {
+			c.fail(err)
+			return
+		}
+		first = false
+	}
+}
+
+// controlStreamEnded handles a read error on a critical stream: the
+// connection is already gone, or the peer closed or reset the stream, which
+// is H3_CLOSED_CRITICAL_STREAM (RFC 9114, Section 6.2.1).
+func (c *conn) controlStreamEnded(err error) {
+	if c.isClosed() {
+		return
+	}
+	var se *quic.StreamError
+	if err == io.EOF || errors.As(err, &se) {
+		c.closeWithError(frames.H3ClosedCriticalStream, "critical stream closed")
+		return
+	}
+	var fe *frames.Error
+	if errors.As(err, &fe) {
+		c.fail(err)
+		return
+	}
+	c.connGone(err)
+}
+
+func (c *conn) handleControlFrame(t frames.Type, p []byte, first bool) error {
+	switch t {
+	case frames.TypeSettings:
+		if !first {
+			return &frames.Error{Code: frames.H3FrameUnexpected, Connection: true, Reason: "second SETTINGS frame"}
+		}
+		if err := c.peer.Parse(p); err != nil {
+			return err
+		}
+		if err := c.peer.Validate(c.qc.PeerDatagrams()); err != nil {
+			return err
+		}
+		if c.isServer {
+			c.draft = settings.Negotiate(&c.peer, &c.local)
+		} else {
+			c.draft = settings.Negotiate(&c.local, &c.peer)
+		}
+		c.logger.Debug("peer SETTINGS", "settings", c.peer.String(), "draft", c.draft)
+		close(c.settingsDone)
+	case frames.TypeGoaway:
+		id, err := frames.ParseGoaway(p)
+		if err != nil {
+			return err
+		}
+		return c.handleGoaway(id)
+	case frames.TypeCancelPush:
+		id, err := frames.ParseCancelPush(p)
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		max := c.maxPushID
+		c.mu.Unlock()
+		// A client never allowed pushes; a server never promised any.
+		if !c.isServer || int64(id) > max || max < 0 {
+			return &frames.Error{Code: frames.H3IDError, Connection: true, Reason: "CANCEL_PUSH for a push ID never allowed"}
+		}
+	case frames.TypeMaxPushID:
+		id, err := frames.ParseMaxPushID(p)
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if int64(id) < c.maxPushID {
+			return &frames.Error{Code: frames.H3IDError, Connection: true, Reason: "MAX_PUSH_ID decreased"}
+		}
+		c.maxPushID = int64(id)
+	case frames.TypePriorityUpdateRequest, frames.TypePriorityUpdatePush:
+		id, _, err := frames.ParsePriorityUpdate(p)
+		if err != nil {
+			return err
+		}
+		if t == frames.TypePriorityUpdateRequest && !frames.IsSessionID(id) {
+			return &frames.Error{Code: frames.H3IDError, Connection: true, Reason: "PRIORITY_UPDATE for a non-request stream"}
+		}
+	}
+	return nil
+}
+
+// handleGoaway applies a peer's GOAWAY (RFC 9114, Section 5.2): a server
+// sends a client-initiated bidirectional stream ID, and the ID never
+// increases.
+func (c *conn) handleGoaway(id uint64) error {
+	c.mu.Lock()
+	if !c.isServer && !frames.IsSessionID(id) {
+		c.mu.Unlock()
+		return &frames.Error{Code: frames.H3IDError, Connection: true, Reason: "GOAWAY with a stream ID that is not client-initiated bidirectional"}
+	}
+	if c.peerGoaway && id > c.peerGoawayID {
+		c.mu.Unlock()
+		return &frames.Error{Code: frames.H3IDError, Connection: true, Reason: "GOAWAY ID increased"}
+	}
+	first := !c.peerGoaway
+	c.peerGoaway, c.peerGoawayID = true, id
+	sessions := make([]*Session, 0, len(c.sessions))
+	for _, s := range c.sessions {
+		sessions = append(sessions, s)
+	}
+	c.mu.Unlock()
+	if first {
+		c.logger.Debug("peer sent GOAWAY", "id", id)
+		c.markDraining()
+		for _, s := range sessions {
+			s.markDraining()
+		}
+	}
+	return nil
+}
+
+func (c *conn) markDraining() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-c.draining:
+	default:
+		close(c.draining)
+	}
+}
+
+// sendGoaway sends GOAWAY on our control stream. A server names the first
+// request stream it will not process; a client sends push ID 0 (it allows
+// no pushes).
+func (c *conn) sendGoaway() {
+	c.mu.Lock()
+	if c.goawaySent {
+		c.mu.Unlock()
+		return
+	}
+	c.goawaySent = true
+	var id uint64
+	if c.isServer {
+		id = uint64(c.maxRequestID + 4)
+	}
+	c.goawayID = id
+	c.mu.Unlock()
+	c.markDraining()
+	if c.ctrl != nil {
+		_, _ = c.ctrl.Write(frames.AppendGoaway(nil, id))
+	}
+}
+
+// readQPACKEncoderStream checks the peer's QPACK encoder stream (RFC 9204,
+// Section 4.3). With our dynamic table capacity of 0 the only valid
+// instruction is Set Dynamic Table Capacity with value 0.
+func (c *conn) readQPACKEncoderStream(s receiveStream) {
+	fr := newFrameReader(s, 64)
+	for {
+		b, err := fr.ReadByte()
+		if err != nil {
+			c.controlStreamEnded(err)
+			return
+		}
+		if b&0xe0 != 0x20 {
+			c.closeWithError(frames.QPACKEncoderStreamError, "dynamic table instruction with capacity 0")
+			return
+		}
+		v, err := readPrefixInt(fr, b, 5)
+		if err != nil {
+			c.controlStreamEnded(err)
+			return
+		}
+		if v > 0 {
+			c.closeWithError(frames.QPACKEncoderStreamError, "dynamic table capacity above SETTINGS_QPACK_MAX_TABLE_CAPACITY")
+			return
+		}
+	}
+}
+
+// readQPACKDecoderStream checks the peer's QPACK decoder stream (RFC 9204,
+// Section 4.4). We never reference the dynamic table, so only Stream
+// Cancellation is valid.
+func (c *conn) readQPACKDecoderStream(s receiveStream) {
+	fr := newFrameReader(s, 64)
+	for {
+		b, err := fr.ReadByte()
+		if err != nil {
+			c.controlStreamEnded(err)
+			return
+		}
+		var n uint = 6
+		if b&0x80 != 0 {
+			n = 7
+		}
+		if _, err := readPrefixInt(fr, b, n); err != nil {
+			c.controlStreamEnded(err)
+			return
+		}
+		if b&0xc0 != 0x40 {
+			c.closeWithError(frames.QPACKDecoderStreamError, "acknowledgment or increment for a dynamic table never used")
+			return
+		}
+	}
+}

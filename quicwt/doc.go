@@ -1,0 +1,35 @@
+// Package quicwt is a WebTransport over HTTP/3 implementation written
+// directly on quic-go's QUIC streams and datagrams.
+//
+// It hand-implements the part of HTTP/3 (RFC 9114) that WebTransport needs:
+// control streams and SETTINGS, QPACK-coded HEADERS with a static-table-only
+// QPACK (RFC 9204), extended CONNECT (RFC 9220), GOAWAY, HTTP Datagrams and
+// the Capsule Protocol (RFC 9297), and WebTransport itself
+// (draft-ietf-webtrans-http3, drafts 02 to 16): sessions, the stream-type
+// prefixes, the quarter-stream-ID datagram format, WT_CLOSE_SESSION,
+// WT_DRAIN_SESSION and the mapping of application error codes. Plain HTTP/3
+// requests on the same connection are served by an http.Handler.
+//
+// The wire format lives in packages varint, frames and settings, which do no
+// I/O; this package is the state machine over them. quic-go is touched only
+// in quicgo.go.
+//
+// Server:
+//
+//	mux := http.NewServeMux()
+//	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+//		sess, err := quicwt.Upgrade(w, r)
+//		if err != nil {
+//			return // the response was already sent
+//		}
+//		go echo(sess)
+//	})
+//	srv := &quicwt.Server{Addr: ":4433", Handler: mux, TLSConfig: tlsConf}
+//	err := srv.ListenAndServe()
+//
+// Client:
+//
+//	var d quicwt.Dialer
+//	rsp, sess, err := d.Dial(ctx, "https://example.com:4433/echo", nil)
+//	str, err := sess.OpenStreamSync(ctx)
+package quicwt

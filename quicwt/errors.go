@@ -1,0 +1,170 @@
+package quicwt
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/quicwt/quicwt/frames"
+)
+
+// ErrorCode is an HTTP/3 error code; see package frames for the constants.
+type ErrorCode = frames.ErrorCode
+
+// Sentinel errors.
+var (
+	// ErrSessionGone is matched (errors.Is) by stream errors caused by the
+	// end of the stream's session (WT_SESSION_GONE) and by operations on a
+	// closed session.
+	ErrSessionGone = errors.New("quicwt: WebTransport session gone")
+	// ErrConnectionClosed is matched by errors caused by the end of the
+	// underlying connection.
+	ErrConnectionClosed = errors.New("quicwt: connection closed")
+	// ErrGoaway is returned when opening a session on a connection the peer
+	// is shutting down (GOAWAY).
+	ErrGoaway = errors.New("quicwt: connection is going away (GOAWAY)")
+	// ErrNotSupported is returned when the peer's SETTINGS do not enable
+	// any WebTransport draft we speak.
+	ErrNotSupported = errors.New("quicwt: peer does not support WebTransport")
+	// ErrSettingsTimeout is returned when the peer's SETTINGS did not arrive
+	// in time.
+	ErrSettingsTimeout = errors.New("quicwt: peer SETTINGS did not arrive")
+	// ErrOriginRejected is returned by Upgrade when the origin check fails.
+	ErrOriginRejected = errors.New("quicwt: origin not allowed")
+	// ErrNotWebTransport is returned by Upgrade for a request that is not a
+	// WebTransport extended CONNECT.
+	ErrNotWebTransport = errors.New("quicwt: not a WebTransport request")
+	// ErrAlreadyResponded is returned by Upgrade after a response was sent.
+	ErrAlreadyResponded = errors.New("quicwt: response already sent")
+	// ErrTooManySessions is the reason a CONNECT was refused with
+	// H3_REQUEST_REJECTED.
+	ErrTooManySessions = errors.New("quicwt: session limit reached")
+	// ErrDatagramsDisabled is returned by SendDatagram when the peer did not
+	// enable HTTP datagrams.
+	ErrDatagramsDisabled = errors.New("quicwt: peer does not accept datagrams")
+)
+
+// ConnectionError is the end of a connection: a connection error we
+// detected and sent (Remote false), or one the peer sent (Remote true).
+type ConnectionError struct {
+	Code   ErrorCode
+	Remote bool
+	Reason string
+}
+
+func (e *ConnectionError) Error() string {
+	who := "local"
+	if e.Remote {
+		who = "remote"
+	}
+	if e.Reason == "" {
+		return fmt.Sprintf("quicwt: connection closed (%s): %s", who, e.Code)
+	}
+	return fmt.Sprintf("quicwt: connection closed (%s): %s: %s", who, e.Code, e.Reason)
+}
+
+// Is makes every ConnectionError match ErrConnectionClosed.
+func (e *ConnectionError) Is(target error) bool { return target == ErrConnectionClosed }
+
+// SessionError is the end of a WebTransport session: the 32-bit
+// application code and message of WT_CLOSE_SESSION (code 0 and an empty
+// message for a clean end without it), and who closed it.
+type SessionError struct {
+	Code    uint32
+	Message string
+	Remote  bool
+	// Cause is set when the session ended abruptly: the CONNECT stream was
+	// reset, a protocol error occurred, or the connection ended.
+	Cause error
+}
+
+func (e *SessionError) Error() string {
+	who := "locally"
+	if e.Remote {
+		who = "by peer"
+	}
+	if e.Cause != nil {
+		return fmt.Sprintf("quicwt: session closed %s: %v", who, e.Cause)
+	}
+	return fmt.Sprintf("quicwt: session closed %s with code %d: %q", who, e.Code, e.Message)
+}
+
+// Is makes every SessionError match ErrSessionGone.
+func (e *SessionError) Is(target error) bool { return target == ErrSessionGone }
+
+// Unwrap returns the cause of an abrupt end.
+func (e *SessionError) Unwrap() error { return e.Cause }
+
+// StreamError is a stream reset or stopped by either side.
+type StreamError struct {
+	StreamID int64
+	// Code is the WebTransport application error code, valid when
+	// Application is true.
+	Code        uint32
+	Application bool
+	// H3Code is the code on the wire (for application codes, the mapped
+	// value in the WT_APPLICATION_ERROR range).
+	H3Code ErrorCode
+	Remote bool
+}
+
+func (e *StreamError) Error() string {
+	who := "local"
+	if e.Remote {
+		who = "remote"
+	}
+	if e.Application {
+		return fmt.Sprintf("quicwt: stream %d canceled (%s) with code %d", e.StreamID, who, e.Code)
+	}
+	return fmt.Sprintf("quicwt: stream %d canceled (%s): %s", e.StreamID, who, e.H3Code)
+}
+
+// Is matches ErrSessionGone for streams ended by WT_SESSION_GONE.
+func (e *StreamError) Is(target error) bool {
+	return target == ErrSessionGone && e.H3Code == frames.WTSessionGone
+}
+
+// DatagramTooLargeError is returned by SendDatagram for a payload that
+// cannot fit one QUIC packet; Max is the largest payload that fits now.
+type DatagramTooLargeError struct{ Max int }
+
+func (e *DatagramTooLargeError) Error() string {
+	return fmt.Sprintf("quicwt: datagram too large (maximum payload now %d bytes)", e.Max)
+}
+
+// RejectedError is returned by Dial when the server answered the CONNECT
+// with a non-2xx status.
+type RejectedError struct{ StatusCode int }
+
+func (e *RejectedError) Error() string {
+	return fmt.Sprintf("quicwt: server rejected the session with status %d", e.StatusCode)
+}
+
+// translateStreamErr turns quic-go's stream errors into StreamError and
+// connection errors into ConnectionError; other errors pass unchanged.
+func translateStreamErr(err error) error {
+	var se *quic.StreamError
+	if errors.As(err, &se) {
+		c := ErrorCode(se.ErrorCode)
+		n, app := frames.WTApplicationCode(c)
+		return &StreamError{StreamID: int64(se.StreamID), Code: n, Application: app, H3Code: c, Remote: se.Remote}
+	}
+	return translateConnErr(err)
+}
+
+func translateConnErr(err error) error {
+	var ae *quic.ApplicationError
+	if errors.As(err, &ae) {
+		return &ConnectionError{Code: ErrorCode(ae.ErrorCode), Remote: ae.Remote, Reason: ae.ErrorMessage}
+	}
+	var te *quic.TransportError
+	if errors.As(err, &te) {
+		return fmt.Errorf("%w: %w", ErrConnectionClosed, err)
+	}
+	var ie *quic.IdleTimeoutError
+	if errors.As(err, &ie) {
+		return fmt.Errorf("%w: %w", ErrConnectionClosed, err)
+	}
+	return err
+}

@@ -1,0 +1,270 @@
+package quicwt
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/quic-go/qpack"
+
+	"github.com/quicwt/quicwt/frames"
+)
+
+// Header validation follows RFC 9114, Section 4.2 (field names lowercase,
+// no connection-specific fields), Section 4.3 (pseudo-header rules), and
+// RFC 9220 / RFC 8441 Section 4 for extended CONNECT.
+
+var (
+	errMalformed = func(reason string) error {
+		return &frames.Error{Code: frames.H3MessageError, Reason: reason}
+	}
+	errFieldSectionTooLarge = errors.New("quicwt: field section too large")
+)
+
+// decodeFields decodes a QPACK field section using only the static table
+// (we advertise a dynamic table capacity of 0). A decoding failure is the
+// connection error QPACK_DECOMPRESSION_FAILED (RFC 9204, Section 2.2). The
+// decoded size is counted as RFC 9114, Section 4.2.2 says (name + value +
+// 32 per field) and must not exceed max.
+func decodeFields(p []byte, max int) ([]qpack.HeaderField, error) {
+	dec := qpack.NewDecoder()
+	next := dec.Decode(p)
+	fields := make([]qpack.HeaderField, 0, 8)
+	size := 0
+	for {
+		hf, err := next()
+		if err != nil {
+			if err == io.EOF {
+				break
+			}
+			return nil, &frames.Error{Code: frames.QPACKDecompressionFailed, Connection: true, Reason: err.Error()}
+		}
+		size += len(hf.Name) + len(hf.Value) + 32
+		if size > max {
+			return nil, errFieldSectionTooLarge
+		}
+		fields = append(fields, hf)
+	}
+	return fields, nil
+}
+
+// connectionSpecific are the fields HTTP/3 forbids (RFC 9114, Section 4.2).
+func connectionSpecific(name, value string) bool {
+	switch name {
+	case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+		return true
+	case "te":
+		return value != "trailers"
+	}
+	return false
+}
+
+func validName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c >= 'A' && c <= 'Z' || c <= ' ' || c >= 0x7f || c == ':' && i > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func validValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == 0 || c == '\r' || c == '\n' {
+			return false
+		}
+	}
+	return true
+}
+
+// requestHead is a validated request header section.
+type requestHead struct {
+	method, scheme, authority, path, protocol string
+	header                                    http.Header
+}
+
+func parseRequestFields(fields []qpack.HeaderField) (*requestHead, error) {
+	h := &requestHead{header: make(http.Header, len(fields))}
+	seen := 0 // bit set of pseudo-headers
+	regular := false
+	for _, f := range fields {
+		if !validName(f.Name) || !validValue(f.Value) {
+			return nil, errMalformed("invalid field name or value")
+		}
+		if f.IsPseudo() {
+			if regular {
+				return nil, errMalformed("pseudo-header after regular field")
+			}
+			var bit int
+			var dst *string
+			switch f.Name {
+			case ":method":
+				bit, dst = 1, &h.method
+			case ":scheme":
+				bit, dst = 2, &h.scheme
+			case ":authority":
+				bit, dst = 4, &h.authority
+			case ":path":
+				bit, dst = 8, &h.path
+			case ":protocol":
+				bit, dst = 16, &h.protocol
+			default:
+				return nil, errMalformed("unknown pseudo-header " + f.Name)
+			}
+			if seen&bit != 0 {
+				return nil, errMalformed("repeated pseudo-header " + f.Name)
+			}
+			seen |= bit
+			*dst = f.Value
+			continue
+		}
+		regular = true
+		if connectionSpecific(f.Name, f.Value) {
+			return nil, errMalformed("connection-specific field " + f.Name)
+		}
+		h.header.Add(f.Name, f.Value)
+	}
+	if h.method == "" {
+		return nil, errMalformed("missing :method")
+	}
+	switch {
+	case h.method == http.MethodConnect && seen&16 != 0:
+		// Extended CONNECT (RFC 9220; RFC 8441, Section 4).
+		if h.scheme == "" || h.path == "" || h.authority == "" {
+			return nil, errMalformed("extended CONNECT without :scheme, :path or :authority")
+		}
+	case h.method == http.MethodConnect:
+		// Classic CONNECT (RFC 9114, Section 4.4).
+		if seen&(2|8) != 0 || h.authority == "" {
+			return nil, errMalformed("CONNECT must carry only :method and :authority")
+		}
+	default:
+		if seen&16 != 0 {
+			return nil, errMalformed(":protocol on a non-CONNECT request")
+		}
+		if h.scheme == "" || h.path == "" {
+			return nil, errMalformed("missing :scheme or :path")
+		}
+		if h.authority == "" && h.header.Get("host") == "" && (h.scheme == "http" || h.scheme == "https") {
+			return nil, errMalformed("missing :authority and host")
+		}
+	}
+	return h, nil
+}
+
+func (h *requestHead) toRequest() (*http.Request, error) {
+	u := &url.URL{Scheme: h.scheme, Host: h.authority}
+	if h.path != "" {
+		pu, err := url.ParseRequestURI(h.path)
+		if err != nil && h.path != "*" {
+			return nil, errMalformed("invalid :path")
+		}
+		if pu != nil {
+			u.Path, u.RawPath, u.RawQuery = pu.Path, pu.RawPath, pu.RawQuery
+		}
+	}
+	host := h.authority
+	if host == "" {
+		host = h.header.Get("host")
+	}
+	r := &http.Request{
+		Method:     h.method,
+		URL:        u,
+		Proto:      "HTTP/3.0",
+		ProtoMajor: 3,
+		Header:     h.header,
+		Host:       host,
+		RequestURI: h.path,
+	}
+	if h.protocol != "" {
+		r.Proto = h.protocol
+	}
+	if cl := h.header.Get("content-length"); cl != "" {
+		n, err := strconv.ParseInt(cl, 10, 64)
+		if err != nil || n < 0 {
+			return nil, errMalformed("invalid content-length")
+		}
+		r.ContentLength = n
+	} else if h.method != http.MethodGet && h.method != http.MethodHead && h.method != http.MethodConnect {
+		r.ContentLength = -1
+	}
+	return r, nil
+}
+
+// parseResponseFields validates a response header section and returns the
+// status and the regular fields.
+func parseResponseFields(fields []qpack.HeaderField) (int, http.Header, error) {
+	status := -1
+	hdr := make(http.Header, len(fields))
+	regular := false
+	for _, f := range fields {
+		if !validName(f.Name) || !validValue(f.Value) {
+			return 0, nil, errMalformed("invalid field name or value")
+		}
+		if f.IsPseudo() {
+			if regular || f.Name != ":status" || status != -1 {
+				return 0, nil, errMalformed("invalid or repeated response pseudo-header")
+			}
+			n, err := strconv.Atoi(f.Value)
+			if err != nil || n < 100 || n > 999 || len(f.Value) != 3 {
+				return 0, nil, errMalformed("invalid :status")
+			}
+			status = n
+			continue
+		}
+		regular = true
+		if connectionSpecific(f.Name, f.Value) {
+			return 0, nil, errMalformed("connection-specific field " + f.Name)
+		}
+		hdr.Add(f.Name, f.Value)
+	}
+	if status == -1 {
+		return 0, nil, errMalformed("missing :status")
+	}
+	return status, hdr, nil
+}
+
+// fieldEncoder builds QPACK field sections with the static table and
+// literals only (RFC 9204, Section 4.5), so no encoder stream is needed.
+type fieldEncoder struct {
+	buf bytes.Buffer
+	enc *qpack.Encoder
+}
+
+func newFieldEncoder() *fieldEncoder {
+	e := &fieldEncoder{}
+	e.enc = qpack.NewEncoder(&e.buf)
+	return e
+}
+
+func (e *fieldEncoder) add(name, value string) {
+	_ = e.enc.WriteField(qpack.HeaderField{Name: name, Value: value})
+}
+
+// addHeader adds regular fields with lowercased names, dropping the
+// connection-specific ones HTTP/3 forbids.
+func (e *fieldEncoder) addHeader(h http.Header) {
+	for k, vs := range h {
+		name := strings.ToLower(k)
+		for _, v := range vs {
+			if connectionSpecific(name, v) || !validName(name) || !validValue(v) {
+				continue
+			}
+			e.add(name, v)
+		}
+	}
+}
+
+// headersFrame returns the encoded field section wrapped in a HEADERS frame.
+func (e *fieldEncoder) headersFrame() []byte {
+	return frames.AppendHeaders(nil, e.buf.Bytes())
+}

@@ -1,0 +1,172 @@
+package quicwt
+
+import (
+	"context"
+	"crypto/tls"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// This file is the one place that touches quic-go's connection type. The
+// rest of the package works on the small interfaces below, which quic-go's
+// streams satisfy directly and a test harness can fake to drive the
+// connection state machine without real QUIC.
+
+type receiveStream interface {
+	StreamID() quic.StreamID
+	Read(p []byte) (int, error)
+	CancelRead(quic.StreamErrorCode)
+	SetReadDeadline(time.Time) error
+}
+
+type sendStream interface {
+	StreamID() quic.StreamID
+	Write(p []byte) (int, error)
+	TryWriteAll(p []byte) error
+	Close() error
+	CancelWrite(quic.StreamErrorCode)
+	SetReliableBoundary()
+	SetWriteDeadline(time.Time) error
+}
+
+type bidiStream interface {
+	receiveStream
+	sendStream
+	SetDeadline(time.Time) error
+}
+
+// qconn is what the state machine needs of a QUIC connection.
+type qconn interface {
+	AcceptStream(context.Context) (bidiStream, error)
+	AcceptUniStream(context.Context) (receiveStream, error)
+	OpenStream() (bidiStream, error)
+	OpenStreamSync(context.Context) (bidiStream, error)
+	OpenUniStream() (sendStream, error)
+	OpenUniStreamSync(context.Context) (sendStream, error)
+	SendDatagram([]byte) error
+	ReceiveDatagram(context.Context) ([]byte, error)
+	CloseWithError(quic.ApplicationErrorCode, string) error
+	Context() context.Context
+	// Peer transport parameters the drafts care about.
+	PeerDatagrams() bool
+	PeerResetStreamAt() bool
+	TLS() *tls.ConnectionState
+	LocalAddr() string
+	RemoteAddr() string
+}
+
+type quicGoConn struct{ c *quic.Conn }
+
+func wrapConn(c *quic.Conn) qconn { return quicGoConn{c} }
+
+func (q quicGoConn) AcceptStream(ctx context.Context) (bidiStream, error) {
+	s, err := q.c.AcceptStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (q quicGoConn) AcceptUniStream(ctx context.Context) (receiveStream, error) {
+	s, err := q.c.AcceptUniStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (q quicGoConn) OpenStream() (bidiStream, error) {
+	s, err := q.c.OpenStream()
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (q quicGoConn) OpenStreamSync(ctx context.Context) (bidiStream, error) {
+	s, err := q.c.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (q quicGoConn) OpenUniStream() (sendStream, error) {
+	s, err := q.c.OpenUniStream()
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (q quicGoConn) OpenUniStreamSync(ctx context.Context) (sendStream, error) {
+	s, err := q.c.OpenUniStreamSync(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (q quicGoConn) SendDatagram(b []byte) error { return q.c.SendDatagram(b) }
+func (q quicGoConn) ReceiveDatagram(ctx context.Context) ([]byte, error) {
+	return q.c.ReceiveDatagram(ctx)
+}
+func (q quicGoConn) CloseWithError(code quic.ApplicationErrorCode, msg string) error {
+	return q.c.CloseWithError(code, msg)
+}
+func (q quicGoConn) Context() context.Context { return q.c.Context() }
+func (q quicGoConn) PeerDatagrams() bool {
+	return q.c.ConnectionState().SupportsDatagrams.Remote
+}
+func (q quicGoConn) PeerResetStreamAt() bool {
+	return q.c.ConnectionState().SupportsStreamResetPartialDelivery.Remote
+}
+func (q quicGoConn) TLS() *tls.ConnectionState {
+	st := q.c.ConnectionState().TLS
+	return &st
+}
+func (q quicGoConn) LocalAddr() string  { return q.c.LocalAddr().String() }
+func (q quicGoConn) RemoteAddr() string { return q.c.RemoteAddr().String() }
+
+// QUICConfig returns a copy of base (or a new config if nil) with what
+// WebTransport needs: datagrams (RFC 9221) and RESET_STREAM_AT
+// (draft-ietf-quic-reliable-stream-reset), and enough incoming
+// unidirectional streams for the HTTP/3 critical streams plus WebTransport
+// streams.
+func QUICConfig(base *quic.Config) *quic.Config {
+	var c *quic.Config
+	if base != nil {
+		c = base.Clone()
+	} else {
+		c = &quic.Config{}
+	}
+	c.EnableDatagrams = true
+	c.EnableStreamResetPartialDelivery = true
+	if c.MaxIncomingUniStreams == 0 {
+		c.MaxIncomingUniStreams = 100
+	}
+	if c.MaxIncomingStreams == 0 {
+		c.MaxIncomingStreams = 100
+	}
+	return c
+}
+
+// NextProtoH3 is the ALPN token of HTTP/3 (RFC 9114, Section 3.1).
+const NextProtoH3 = "h3"
+
+// TLSConfig returns a copy of base with ALPN set to h3 only, as HTTP/3
+// requires.
+func TLSConfig(base *tls.Config) *tls.Config {
+	var c *tls.Config
+	if base != nil {
+		c = base.Clone()
+	} else {
+		c = &tls.Config{}
+	}
+	c.NextProtos = []string{NextProtoH3}
+	if c.MinVersion < tls.VersionTLS13 {
+		c.MinVersion = tls.VersionTLS13
+	}
+	return c
+}

@@ -1,0 +1,538 @@
+package quicwt
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/quicwt/quicwt/frames"
+	"github.com/quicwt/quicwt/settings"
+)
+
+// Server serves WebTransport sessions and plain HTTP/3 requests on QUIC
+// connections. Every request, WebTransport CONNECTs included, goes to
+// Handler; a handler accepts a WebTransport session by calling Upgrade.
+// The zero value needs only TLSConfig and Handler.
+type Server struct {
+	// Addr is the UDP address for ListenAndServe, ":443" if empty.
+	Addr string
+	// Handler serves requests. CONNECT requests for WebTransport have
+	// Method "CONNECT" and Proto "webtransport" or "webtransport-h3".
+	// Nil means every request gets 404.
+	Handler http.Handler
+	// TLSConfig is used by ListenAndServe; ALPN is set to h3.
+	TLSConfig *tls.Config
+	// QUICConfig is used by ListenAndServe; datagrams and RESET_STREAM_AT
+	// are enabled on a copy (see QUICConfig).
+	QUICConfig *quic.Config
+	// CheckOrigin decides whether Upgrade accepts a session's Origin. Nil
+	// means the default: no Origin header, or an Origin whose host:port
+	// equals the request's authority.
+	CheckOrigin func(r *http.Request) bool
+	// Limits bound what a peer can make the server hold.
+	Limits Limits
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+	// Settings, when set, replaces the SETTINGS the server advertises
+	// (see DefaultServerSettings). MAX_FIELD_SECTION_SIZE and a GREASE
+	// setting are always added.
+	Settings *settings.Settings
+
+	mu        sync.Mutex
+	listeners map[*quic.Listener]struct{}
+	conns     map[*conn]struct{}
+	shutdown  bool
+	done      chan struct{}
+}
+
+// DefaultServerSettings returns the SETTINGS a Server advertises by
+// default: extended CONNECT, H3 datagrams (0x33 and the draft-04 0xffd277),
+// and WebTransport draft-02 (Chrome, Firefox), draft-13/14 (Safari) and
+// draft-15+ (webtransport-go, draft-16 peers).
+func DefaultServerSettings() settings.Settings { return defaultSettings(true) }
+
+// DefaultClientSettings returns the SETTINGS a client advertises by
+// default.
+func DefaultClientSettings() settings.Settings { return defaultSettings(false) }
+
+func (srv *Server) logger() *slog.Logger { return loggerOr(srv.Logger) }
+
+func (srv *Server) init() {
+	srv.mu.Lock()
+	if srv.conns == nil {
+		srv.conns = make(map[*conn]struct{})
+		srv.listeners = make(map[*quic.Listener]struct{})
+		srv.done = make(chan struct{})
+	}
+	srv.mu.Unlock()
+}
+
+// ListenAndServe listens on srv.Addr (UDP) and serves until Close or
+// Shutdown.
+func (srv *Server) ListenAndServe() error {
+	addr := srv.Addr
+	if addr == "" {
+		addr = ":443"
+	}
+	if srv.TLSConfig == nil {
+		return errors.New("quicwt: Server.TLSConfig is required")
+	}
+	ln, err := quic.ListenAddr(addr, TLSConfig(srv.TLSConfig), QUICConfig(srv.QUICConfig))
+	if err != nil {
+		return err
+	}
+	return srv.Serve(ln)
+}
+
+// Serve accepts connections from ln until it fails or the server is closed.
+// The listener must use ALPN h3 and enable datagrams (see TLSConfig and
+// QUICConfig). Serve closes ln when it returns.
+func (srv *Server) Serve(ln *quic.Listener) error {
+	srv.init()
+	srv.mu.Lock()
+	if srv.shutdown {
+		srv.mu.Unlock()
+		ln.Close()
+		return http.ErrServerClosed
+	}
+	srv.listeners[ln] = struct{}{}
+	srv.mu.Unlock()
+	defer func() {
+		srv.mu.Lock()
+		delete(srv.listeners, ln)
+		srv.mu.Unlock()
+		ln.Close()
+	}()
+	for {
+		qc, err := ln.Accept(context.Background())
+		if err != nil {
+			srv.mu.Lock()
+			closed := srv.shutdown
+			srv.mu.Unlock()
+			if closed {
+				return http.ErrServerClosed
+			}
+			return err
+		}
+		if _, err := srv.serveConn(wrapConn(qc)); err != nil {
+			srv.logger().Debug("connection setup failed", "remote", qc.RemoteAddr(), "err", err)
+		}
+	}
+}
+
+// ServeQUICConn serves one QUIC connection the caller accepted itself and
+// returns when it ends.
+func (srv *Server) ServeQUICConn(qc *quic.Conn) error {
+	c, err := srv.serveConn(wrapConn(qc))
+	if err != nil {
+		return err
+	}
+	return c.err()
+}
+
+func (srv *Server) serveConn(qc qconn) (*conn, error) {
+	srv.init()
+	local := defaultSettings(true)
+	if srv.Settings != nil {
+		local = *srv.Settings
+	}
+	c := newConn(qc, true, srv.Limits, srv.Logger, &local)
+	c.server = srv
+	srv.mu.Lock()
+	if srv.shutdown {
+		srv.mu.Unlock()
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(frames.H3NoError), "server shutting down")
+		return nil, http.ErrServerClosed
+	}
+	srv.conns[c] = struct{}{}
+	srv.mu.Unlock()
+	if err := c.start(); err != nil {
+		c.closeWithError(frames.H3InternalError, "cannot open control stream")
+		srv.forget(c)
+		return nil, err
+	}
+	go func() {
+		<-c.closed
+		srv.forget(c)
+	}()
+	return c, nil
+}
+
+func (srv *Server) forget(c *conn) {
+	srv.mu.Lock()
+	delete(srv.conns, c)
+	srv.mu.Unlock()
+}
+
+// Close closes all listeners and connections at once.
+func (srv *Server) Close() error {
+	srv.init()
+	srv.mu.Lock()
+	srv.shutdown = true
+	for ln := range srv.listeners {
+		ln.Close()
+	}
+	conns := make([]*conn, 0, len(srv.conns))
+	for c := range srv.conns {
+		conns = append(conns, c)
+	}
+	srv.mu.Unlock()
+	for _, c := range conns {
+		c.closeWithError(frames.H3NoError, "server closed")
+	}
+	return nil
+}
+
+// Shutdown stops accepting connections, sends GOAWAY and WT_DRAIN_SESSION
+// on every connection and session, waits for sessions and requests to end
+// until ctx is done, then closes the remaining sessions with code 0 and
+// the message "server shutting down", and the connections.
+func (srv *Server) Shutdown(ctx context.Context) error {
+	srv.init()
+	srv.mu.Lock()
+	srv.shutdown = true
+	for ln := range srv.listeners {
+		ln.Close()
+	}
+	conns := make([]*conn, 0, len(srv.conns))
+	for c := range srv.conns {
+		conns = append(conns, c)
+	}
+	srv.mu.Unlock()
+	for _, c := range conns {
+		c.sendGoaway()
+		c.mu.Lock()
+		sessions := make([]*Session, 0, len(c.sessions))
+		for _, s := range c.sessions {
+			sessions = append(sessions, s)
+		}
+		c.mu.Unlock()
+		for _, s := range sessions {
+			if s.state.Load() == sessionOpen {
+				_ = s.Drain()
+			}
+		}
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var err error
+wait:
+	for {
+		busy := false
+		for _, c := range conns {
+			c.mu.Lock()
+			if len(c.sessions) > 0 || c.activeReqs > 0 {
+				busy = true
+			}
+			c.mu.Unlock()
+		}
+		if !busy {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+			break wait
+		case <-tick.C:
+		}
+	}
+	for _, c := range conns {
+		c.mu.Lock()
+		sessions := make([]*Session, 0, len(c.sessions))
+		for _, s := range c.sessions {
+			sessions = append(sessions, s)
+		}
+		c.mu.Unlock()
+		for _, s := range sessions {
+			_ = s.CloseWithError(0, "server shutting down")
+		}
+		for _, s := range sessions {
+			select {
+			case <-s.readerDone:
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+		c.closeWithError(frames.H3NoError, "server shutting down")
+	}
+	return err
+}
+
+// handleRequestStream serves a client-initiated bidirectional stream whose
+// first varint, t, is a frame type: an HTTP/3 request (RFC 9114, Section 4).
+func (srv *Server) handleRequestStream(c *conn, s bidiStream, t frames.Type) {
+	id := int64(s.StreamID())
+	c.mu.Lock()
+	if id > c.maxRequestID {
+		c.maxRequestID = id
+	}
+	rejected := c.goawaySent && uint64(id) >= c.goawayID
+	if !rejected {
+		c.activeReqs++
+	}
+	c.mu.Unlock()
+	if rejected {
+		s.CancelRead(quic.StreamErrorCode(frames.H3RequestRejected))
+		s.CancelWrite(quic.StreamErrorCode(frames.H3RequestRejected))
+		return
+	}
+	defer func() {
+		c.mu.Lock()
+		c.activeReqs--
+		c.mu.Unlock()
+	}()
+	fr := newFrameReader(s, 1024)
+	fields, err := c.readHeaderSection(fr, t)
+	if err != nil {
+		c.requestStreamError(s, err)
+		return
+	}
+	head, err := parseRequestFields(fields)
+	if err != nil {
+		c.requestStreamError(s, err)
+		return
+	}
+	req, err := head.toRequest()
+	if err != nil {
+		c.requestStreamError(s, err)
+		return
+	}
+	req.RemoteAddr = c.qc.RemoteAddr()
+	req.TLS = c.qc.TLS()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req = req.WithContext(ctx)
+	rw := &responseWriter{c: c, str: s, req: req, header: make(http.Header)}
+	isWT := req.Method == http.MethodConnect && (head.protocol == "webtransport" || head.protocol == "webtransport-h3")
+	if isWT {
+		if !srv.prepareSession(c, s, fr, req, rw) {
+			return
+		}
+		req.Body = http.NoBody
+	} else {
+		req.Body = &requestBody{c: c, str: s, fr: fr}
+	}
+	srv.runHandler(rw, req)
+	if rw.sess != nil && !rw.upgraded {
+		// Rejected (or ignored) session: discard what was buffered for it.
+		rw.sess.terminate(&SessionError{Cause: fmt.Errorf("quicwt: session rejected with status %d", rw.status)}, false)
+	}
+	if rw.upgraded {
+		return
+	}
+	rw.finish()
+	if body, ok := req.Body.(*requestBody); ok && !body.done {
+		s.CancelRead(quic.StreamErrorCode(frames.H3NoError))
+	} else if !ok {
+		s.CancelRead(quic.StreamErrorCode(frames.H3NoError))
+	}
+}
+
+// prepareSession waits for the client's SETTINGS (drafts forbid handling a
+// WebTransport request before them), checks that a draft was negotiated,
+// and registers a pending session so that early streams reach it.
+func (srv *Server) prepareSession(c *conn, s bidiStream, fr *frameReader, req *http.Request, rw *responseWriter) bool {
+	if err := c.waitSettings(req.Context()); err != nil {
+		s.CancelRead(quic.StreamErrorCode(frames.H3RequestRejected))
+		s.CancelWrite(quic.StreamErrorCode(frames.H3RequestRejected))
+		return false
+	}
+	if c.draft == settings.DraftNone {
+		// The client's SETTINGS enable no draft we speak: the request is
+		// malformed (draft-ietf-webtrans-http3, Section 3.1).
+		s.CancelRead(quic.StreamErrorCode(frames.H3MessageError))
+		s.CancelWrite(quic.StreamErrorCode(frames.H3MessageError))
+		return false
+	}
+	sess := newSession(c, s, c.draft)
+	sess.fr = fr
+	sess.request = req
+	if err := c.addSession(sess); err != nil {
+		s.CancelRead(quic.StreamErrorCode(frames.H3RequestRejected))
+		s.CancelWrite(quic.StreamErrorCode(frames.H3RequestRejected))
+		return false
+	}
+	rw.sess = sess
+	return true
+}
+
+func (srv *Server) runHandler(rw *responseWriter, req *http.Request) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				rw.abort()
+				return
+			}
+			srv.logger().Error("handler panic", "path", req.URL.Path, "panic", p)
+			if !rw.wroteHeader {
+				rw.WriteHeader(http.StatusInternalServerError)
+			}
+		}
+	}()
+	h := srv.Handler
+	if h == nil {
+		h = http.NotFoundHandler()
+	}
+	h.ServeHTTP(rw, req)
+}
+
+// readHeaderSection reads frames up to the first HEADERS frame of a request
+// or response, skipping unknown frames, and decodes it. t is the already
+// read type of the first frame, or a negative value to read it here.
+func (c *conn) readHeaderSection(fr *frameReader, t frames.Type) ([]qpackField, error) {
+	limit := uint64(c.limits.MaxControlFrameSize)
+	first := true
+	for {
+		var h frames.Header
+		var err error
+		if first && t != noType {
+			l, lerr := readVarintFrom(fr)
+			if lerr != nil {
+				return nil, eofAsTruncated(lerr)
+			}
+			h = frames.Header{Type: t, Length: l}
+		} else {
+			h, err = frames.ReadHeader(fr, limit)
+			if err != nil {
+				return nil, eofAsTruncated(err)
+			}
+		}
+		first = false
+		known, err := frames.Check(h.Type, frames.KindRequest, c.isServer)
+		if err != nil {
+			return nil, err
+		}
+		if !known {
+			if h.Length > limit {
+				return nil, frames.ErrFrameTooLarge
+			}
+			if err := fr.skip(h.Length); err != nil {
+				return nil, eofAsTruncated(err)
+			}
+			continue
+		}
+		if h.Type != frames.TypeHeaders {
+			return nil, &frames.Error{Code: frames.H3FrameUnexpected, Connection: true, Reason: h.Type.String() + " before HEADERS"}
+		}
+		if h.Length > uint64(c.limits.MaxFieldSectionSize) {
+			// The encoded size never exceeds the counted decoded size.
+			return nil, errFieldSectionTooLarge
+		}
+		p, err := fr.payload(h.Length)
+		if err != nil {
+			return nil, eofAsTruncated(err)
+		}
+		return decodeFields(p, c.limits.MaxFieldSectionSize)
+	}
+}
+
+// requestStreamError answers a failed request: 431 for a field section
+// that is too large, a stream error for a malformed message, a connection
+// error for frame and QPACK errors.
+func (c *conn) requestStreamError(s bidiStream, err error) {
+	if errors.Is(err, errFieldSectionTooLarge) {
+		rw := &responseWriter{c: c, str: s, header: make(http.Header)}
+		rw.WriteHeader(http.StatusRequestHeaderFieldsTooLarge)
+		rw.finish()
+		s.CancelRead(quic.StreamErrorCode(frames.H3NoError))
+		return
+	}
+	var fe *frames.Error
+	if errors.As(err, &fe) {
+		if fe.Connection {
+			c.fail(err)
+			return
+		}
+		s.CancelRead(quic.StreamErrorCode(fe.Code))
+		s.CancelWrite(quic.StreamErrorCode(fe.Code))
+		return
+	}
+	// The stream was reset or the connection closed.
+	s.CancelRead(quic.StreamErrorCode(frames.H3RequestIncomplete))
+	s.CancelWrite(quic.StreamErrorCode(frames.H3RequestIncomplete))
+}
+
+// defaultCheckOrigin accepts requests without Origin and those whose
+// Origin host:port equals the authority (with the scheme's default port).
+func defaultCheckOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	return strings.EqualFold(hostPort(u.Host, u.Scheme), hostPort(r.Host, "https"))
+}
+
+func hostPort(h, scheme string) string {
+	if _, _, err := net.SplitHostPort(h); err == nil {
+		return h
+	}
+	if scheme == "http" {
+		return net.JoinHostPort(strings.Trim(h, "[]"), "80")
+	}
+	return net.JoinHostPort(strings.Trim(h, "[]"), "443")
+}
+
+// Upgrade accepts the WebTransport session a CONNECT request asks for: it
+// checks the Origin, sends a 200 response with the headers set on
+// w.Header(), and returns the session. On error a response has already
+// been sent: 400 for a request that is not a WebTransport CONNECT, 403 for
+// a refused Origin. The handler may return while the session goes on.
+func Upgrade(w http.ResponseWriter, r *http.Request) (*Session, error) {
+	rw := unwrapResponseWriter(w)
+	if rw == nil || rw.sess == nil {
+		w.WriteHeader(http.StatusBadRequest)
+		return nil, ErrNotWebTransport
+	}
+	if rw.wroteHeader {
+		return nil, ErrAlreadyResponded
+	}
+	check := rw.c.server.CheckOrigin
+	if check == nil {
+		check = defaultCheckOrigin
+	}
+	if !check(r) {
+		rw.WriteHeader(http.StatusForbidden)
+		return nil, ErrOriginRejected
+	}
+	sess := rw.sess
+	if sess.draft == settings.Draft02 && rw.header.Get("Sec-Webtransport-Http3-Draft") == "" {
+		rw.header.Set("Sec-Webtransport-Http3-Draft", "draft02")
+	}
+	rw.upgrading = true
+	rw.WriteHeader(http.StatusOK)
+	if rw.writeErr != nil {
+		return nil, rw.writeErr
+	}
+	rw.upgraded = true
+	if !sess.state.CompareAndSwap(sessionPending, sessionOpen) {
+		return nil, sess.Err()
+	}
+	go sess.readCapsules()
+	return sess, nil
+}
+
+func unwrapResponseWriter(w http.ResponseWriter) *responseWriter {
+	for {
+		switch x := w.(type) {
+		case *responseWriter:
+			return x
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = x.Unwrap()
+		default:
+			return nil
+		}
+	}
+}

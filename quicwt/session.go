@@ -1,0 +1,741 @@
+package quicwt
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/quicwt/quicwt/frames"
+	"github.com/quicwt/quicwt/settings"
+)
+
+// Session is a WebTransport session (draft-ietf-webtrans-http3, Section 3):
+// the CONNECT stream that established it, and the streams and datagrams
+// associated with it. All methods are safe for concurrent use.
+type Session struct {
+	c     *conn
+	id    uint64
+	str   bidiStream   // the CONNECT stream
+	fr    *frameReader // reads the CONNECT stream after the header section
+	draft settings.Draft
+
+	request  *http.Request  // server side
+	response *http.Response // client side
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	dgramHdr    [8]byte
+	dgramHdrLen uint8
+	state       atomic.Uint32 // sessionPending, sessionOpen, sessionClosed
+
+	mu         sync.Mutex
+	closeErr   *SessionError
+	closing    bool // CloseWithError started
+	bidiQ      []earlyStream
+	uniQ       []earlyStream
+	bidiWait   chan struct{}
+	uniWait    chan struct{}
+	dgramWait  chan struct{}
+	dgrams     [][]byte // ring buffer of received datagrams
+	dgramHead  int
+	dgramLen   int
+	dgramBytes int
+	streams    map[quic.StreamID]tracked
+	draining   chan struct{}
+	readerDone chan struct{}
+	onReaderDone func() // called when the CONNECT stream reader exits
+
+	dgramDrops atomic.Uint64
+}
+
+const (
+	sessionPending uint32 = iota
+	sessionOpen
+	sessionClosed
+)
+
+// tracked is a stream of the session to reset when the session ends.
+type tracked interface{ cancel(code ErrorCode) }
+
+func newSession(c *conn, str bidiStream, draft settings.Draft) *Session {
+	id := uint64(str.StreamID())
+	s := &Session{
+		c:          c,
+		id:         id,
+		str:        str,
+		draft:      draft,
+		draining:   make(chan struct{}),
+		readerDone: make(chan struct{}),
+	}
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	s.dgramHdrLen = uint8(len(frames.AppendDatagramHeader(s.dgramHdr[:0], id)))
+	return s
+}
+
+// ID returns the session ID: the stream ID of its CONNECT stream.
+func (s *Session) ID() uint64 { return s.id }
+
+// Draft returns the WebTransport draft negotiated on the connection.
+func (s *Session) Draft() settings.Draft { return s.draft }
+
+// Request returns the CONNECT request (server side), or nil.
+func (s *Session) Request() *http.Request { return s.request }
+
+// Response returns the CONNECT response (client side), or nil.
+func (s *Session) Response() *http.Response { return s.response }
+
+// Context is canceled when the session ends; context.Cause returns the
+// *SessionError.
+func (s *Session) Context() context.Context { return s.ctx }
+
+// LocalAddr and RemoteAddr return the connection's addresses.
+func (s *Session) LocalAddr() string  { return s.c.qc.LocalAddr() }
+func (s *Session) RemoteAddr() string { return s.c.qc.RemoteAddr() }
+
+// Draining is closed when the peer asks the session to wind down: a
+// WT_DRAIN_SESSION capsule for this session, or GOAWAY on the connection.
+// Streams and datagrams keep working.
+func (s *Session) Draining() <-chan struct{} { return s.draining }
+
+// DatagramsDropped counts received datagrams dropped because the receive
+// queue (Limits.DatagramQueueBytes) was full.
+func (s *Session) DatagramsDropped() uint64 { return s.dgramDrops.Load() }
+
+func (s *Session) isDone() bool { return s.state.Load() == sessionClosed }
+
+// Err returns the *SessionError the session ended with, or nil while it is
+// open.
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closeErr == nil {
+		return nil
+	}
+	return s.closeErr
+}
+
+func (s *Session) markDraining() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.draining:
+	default:
+		close(s.draining)
+	}
+}
+
+// wake signals a waiter channel without blocking.
+func wake(ch chan struct{}) {
+	if ch != nil {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// enqueue adds an incoming stream to its accept queue, or rejects it when
+// the session is gone or the queue is full.
+func (s *Session) enqueue(es earlyStream) {
+	s.mu.Lock()
+	if s.closeErr != nil {
+		s.mu.Unlock()
+		es.reject(frames.WTSessionGone)
+		return
+	}
+	q, w := &s.uniQ, s.uniWait
+	if es.bidi != nil {
+		q, w = &s.bidiQ, s.bidiWait
+	}
+	if len(*q) >= s.c.limits.MaxIncomingStreamQueue {
+		s.mu.Unlock()
+		es.reject(frames.WTBufferedStreamRejected)
+		return
+	}
+	*q = append(*q, es)
+	s.mu.Unlock()
+	wake(w)
+}
+
+// pop takes the first stream of a queue, creating the waiter channel when
+// the queue is empty. Called with s.mu held.
+func popQueue(q *[]earlyStream, w *chan struct{}) (earlyStream, bool) {
+	if len(*q) > 0 {
+		es := (*q)[0]
+		(*q)[0] = earlyStream{}
+		*q = (*q)[1:]
+		if len(*q) == 0 {
+			*q = nil
+		}
+		return es, true
+	}
+	if *w == nil {
+		*w = make(chan struct{}, 1)
+	}
+	return earlyStream{}, false
+}
+
+func (s *Session) accept(ctx context.Context, bidi bool) (earlyStream, error) {
+	for {
+		s.mu.Lock()
+		if s.closeErr != nil {
+			err := s.closeErr
+			s.mu.Unlock()
+			return earlyStream{}, err
+		}
+		var es earlyStream
+		var ok bool
+		var w chan struct{}
+		if bidi {
+			es, ok = popQueue(&s.bidiQ, &s.bidiWait)
+			w = s.bidiWait
+			if ok && len(s.bidiQ) > 0 {
+				wake(w)
+			}
+		} else {
+			es, ok = popQueue(&s.uniQ, &s.uniWait)
+			w = s.uniWait
+			if ok && len(s.uniQ) > 0 {
+				wake(w)
+			}
+		}
+		if ok {
+			s.mu.Unlock()
+			return es, nil
+		}
+		s.mu.Unlock()
+		if ctx == nil {
+			return earlyStream{}, errWouldBlock
+		}
+		select {
+		case <-w:
+		case <-ctx.Done():
+			return earlyStream{}, ctx.Err()
+		case <-s.ctx.Done():
+		}
+	}
+}
+
+var errWouldBlock = errors.New("quicwt: no stream ready")
+
+// AcceptStream waits for the peer's next bidirectional stream.
+func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
+	es, err := s.accept(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	return s.newStream(es.bidi), nil
+}
+
+// TryAcceptStream returns the next bidirectional stream if one is waiting,
+// without blocking; ok is false when none is.
+func (s *Session) TryAcceptStream() (str *Stream, ok bool) {
+	es, err := s.accept(nil, true)
+	if err != nil {
+		return nil, false
+	}
+	return s.newStream(es.bidi), true
+}
+
+// AcceptUniStream waits for the peer's next unidirectional stream.
+func (s *Session) AcceptUniStream(ctx context.Context) (*ReceiveStream, error) {
+	es, err := s.accept(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	return s.newReceiveStream(es.uni), nil
+}
+
+// TryAcceptUniStream returns the next unidirectional stream if one is
+// waiting, without blocking.
+func (s *Session) TryAcceptUniStream() (str *ReceiveStream, ok bool) {
+	es, err := s.accept(nil, false)
+	if err != nil {
+		return nil, false
+	}
+	return s.newReceiveStream(es.uni), true
+}
+
+func (s *Session) openCheck() error {
+	if s.state.Load() != sessionOpen {
+		if err := s.Err(); err != nil {
+			return err
+		}
+		return ErrSessionGone
+	}
+	return nil
+}
+
+// OpenStream opens a bidirectional stream without waiting; it fails if the
+// peer's stream limit is reached.
+func (s *Session) OpenStream() (*Stream, error) {
+	if err := s.openCheck(); err != nil {
+		return nil, err
+	}
+	qs, err := s.c.qc.OpenStream()
+	if err != nil {
+		return nil, translateStreamErr(err)
+	}
+	return s.initBidi(qs)
+}
+
+// OpenStreamSync opens a bidirectional stream, waiting for the peer's
+// stream limit if needed.
+func (s *Session) OpenStreamSync(ctx context.Context) (*Stream, error) {
+	if err := s.openCheck(); err != nil {
+		return nil, err
+	}
+	ctx, stop := s.mergeCtx(ctx)
+	defer stop()
+	qs, err := s.c.qc.OpenStreamSync(ctx)
+	if err != nil {
+		if s.isDone() {
+			return nil, s.Err()
+		}
+		return nil, translateStreamErr(err)
+	}
+	return s.initBidi(qs)
+}
+
+// mergeCtx returns a context also canceled when the session ends.
+func (s *Session) mergeCtx(ctx context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.ctx, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+func (s *Session) initBidi(qs bidiStream) (*Stream, error) {
+	var hdr [16]byte
+	if _, err := qs.Write(frames.AppendWebTransportBidiHeader(hdr[:0], s.id)); err != nil {
+		qs.CancelRead(quic.StreamErrorCode(frames.WTSessionGone))
+		return nil, translateStreamErr(err)
+	}
+	// RESET_STREAM_AT keeps the header reliable if the stream is reset.
+	qs.SetReliableBoundary()
+	return s.newStream(qs), nil
+}
+
+// OpenUniStream opens a unidirectional stream without waiting.
+func (s *Session) OpenUniStream() (*SendStream, error) {
+	if err := s.openCheck(); err != nil {
+		return nil, err
+	}
+	qs, err := s.c.qc.OpenUniStream()
+	if err != nil {
+		return nil, translateStreamErr(err)
+	}
+	return s.initUni(qs)
+}
+
+// OpenUniStreamSync opens a unidirectional stream, waiting for the peer's
+// stream limit if needed.
+func (s *Session) OpenUniStreamSync(ctx context.Context) (*SendStream, error) {
+	if err := s.openCheck(); err != nil {
+		return nil, err
+	}
+	ctx, stop := s.mergeCtx(ctx)
+	defer stop()
+	qs, err := s.c.qc.OpenUniStreamSync(ctx)
+	if err != nil {
+		if s.isDone() {
+			return nil, s.Err()
+		}
+		return nil, translateStreamErr(err)
+	}
+	return s.initUni(qs)
+}
+
+func (s *Session) initUni(qs sendStream) (*SendStream, error) {
+	var hdr [16]byte
+	if _, err := qs.Write(frames.AppendWebTransportUniHeader(hdr[:0], s.id)); err != nil {
+		qs.CancelWrite(quic.StreamErrorCode(frames.WTSessionGone))
+		return nil, translateStreamErr(err)
+	}
+	qs.SetReliableBoundary()
+	return s.newSendStream(qs), nil
+}
+
+// track registers a stream to reset when the session ends. It returns false
+// (and the caller resets the stream) if the session already ended.
+func (s *Session) track(id quic.StreamID, t tracked) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closeErr != nil {
+		return false
+	}
+	if s.streams == nil {
+		s.streams = make(map[quic.StreamID]tracked)
+	}
+	s.streams[id] = t
+	return true
+}
+
+func (s *Session) untrack(id quic.StreamID) {
+	s.mu.Lock()
+	delete(s.streams, id)
+	s.mu.Unlock()
+}
+
+// SendDatagram sends an HTTP datagram on the session (RFC 9297, Section
+// 2.1). Datagrams are unreliable; a payload that cannot fit one QUIC
+// packet is a *DatagramTooLargeError, never a silent drop.
+func (s *Session) SendDatagram(p []byte) error {
+	if err := s.openCheck(); err != nil {
+		return err
+	}
+	bp := dgramPool.Get().(*[]byte)
+	b := append(append((*bp)[:0], s.dgramHdr[:s.dgramHdrLen]...), p...)
+	err := s.c.qc.SendDatagram(b)
+	*bp = b[:0]
+	dgramPool.Put(bp)
+	if err != nil {
+		var tl *quic.DatagramTooLargeError
+		if errors.As(err, &tl) {
+			return &DatagramTooLargeError{Max: max(0, int(tl.MaxDatagramPayloadSize)-int(s.dgramHdrLen))}
+		}
+		if !s.c.qc.PeerDatagrams() {
+			return ErrDatagramsDisabled
+		}
+		return translateConnErr(err)
+	}
+	return nil
+}
+
+var dgramPool = sync.Pool{New: func() any { b := make([]byte, 0, 1500); return &b }}
+
+// probe is a payload larger than any QUIC packet, used to learn the current
+// maximum datagram size from quic-go without sending anything.
+var probe [1 << 16]byte
+
+// MaxDatagramSize returns the largest payload SendDatagram accepts now: the
+// peer's max_datagram_frame_size and the path MTU, less the DATAGRAM frame
+// overhead and the quarter stream ID.
+func (s *Session) MaxDatagramSize() int {
+	err := s.c.qc.SendDatagram(probe[:])
+	var tl *quic.DatagramTooLargeError
+	if errors.As(err, &tl) {
+		return max(0, int(tl.MaxDatagramPayloadSize)-int(s.dgramHdrLen))
+	}
+	return 0
+}
+
+// pushDatagram queues a received datagram payload, dropping it when the
+// queue is full or the session is closed.
+func (s *Session) pushDatagram(p []byte) {
+	s.mu.Lock()
+	if s.closeErr != nil {
+		s.mu.Unlock()
+		return
+	}
+	if s.dgramBytes+len(p) > s.c.limits.DatagramQueueBytes {
+		s.mu.Unlock()
+		s.dgramDrops.Add(1)
+		return
+	}
+	if s.dgramLen == len(s.dgrams) {
+		grown := make([][]byte, max(16, 2*len(s.dgrams)))
+		for i := 0; i < s.dgramLen; i++ {
+			grown[i] = s.dgrams[(s.dgramHead+i)%len(s.dgrams)]
+		}
+		s.dgrams, s.dgramHead = grown, 0
+	}
+	s.dgrams[(s.dgramHead+s.dgramLen)%len(s.dgrams)] = p
+	s.dgramLen++
+	s.dgramBytes += len(p)
+	w := s.dgramWait
+	s.mu.Unlock()
+	wake(w)
+}
+
+// ReceiveDatagram returns the next datagram received on the session.
+func (s *Session) ReceiveDatagram(ctx context.Context) ([]byte, error) {
+	for {
+		s.mu.Lock()
+		if s.dgramLen > 0 {
+			p := s.dgrams[s.dgramHead]
+			s.dgrams[s.dgramHead] = nil
+			s.dgramHead = (s.dgramHead + 1) % len(s.dgrams)
+			s.dgramLen--
+			s.dgramBytes -= len(p)
+			if s.dgramLen > 0 {
+				wake(s.dgramWait)
+			}
+			s.mu.Unlock()
+			return p, nil
+		}
+		if s.closeErr != nil {
+			err := s.closeErr
+			s.mu.Unlock()
+			return nil, err
+		}
+		if s.dgramWait == nil {
+			s.dgramWait = make(chan struct{}, 1)
+		}
+		w := s.dgramWait
+		s.mu.Unlock()
+		select {
+		case <-w:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.ctx.Done():
+		}
+	}
+}
+
+// Drain asks the peer to wind the session down (WT_DRAIN_SESSION,
+// draft-ietf-webtrans-http3, Section 6).
+func (s *Session) Drain() error {
+	if err := s.openCheck(); err != nil {
+		return err
+	}
+	return s.writeCapsules(frames.AppendDrainSession(nil), false)
+}
+
+// writeCapsules writes capsules in one DATA frame on the CONNECT stream
+// (RFC 9297, Section 3.2), optionally followed by FIN.
+func (s *Session) writeCapsules(capsules []byte, fin bool) error {
+	b := frames.AppendDataHeader(make([]byte, 0, 8+len(capsules)), uint64(len(capsules)))
+	b = append(b, capsules...)
+	s.mu.Lock() // serializes writers of the CONNECT stream
+	defer s.mu.Unlock()
+	_ = s.str.SetWriteDeadline(time.Now().Add(s.c.limits.CloseTimeout))
+	_, err := s.str.Write(b)
+	_ = s.str.SetWriteDeadline(time.Time{})
+	if err == nil && fin {
+		err = s.str.Close()
+	}
+	return err
+}
+
+// Close closes the session with code 0 and no message.
+func (s *Session) Close() error { return s.CloseWithError(0, "") }
+
+// CloseWithError closes the session: it sends WT_CLOSE_SESSION with the
+// 32-bit code and message (truncated to 1024 bytes at a UTF-8 boundary),
+// then FIN on the CONNECT stream, and only then resets the session's
+// streams with WT_SESSION_GONE (draft-ietf-webtrans-http3, Section 6).
+func (s *Session) CloseWithError(code uint32, msg string) error {
+	s.mu.Lock()
+	if s.closing || s.closeErr != nil {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closing = true
+	s.mu.Unlock()
+	msg = frames.TruncateCloseMessage(msg)
+	werr := s.writeCapsules(frames.AppendCloseSession(nil, code, msg), true)
+	s.terminate(&SessionError{Code: code, Message: msg}, false)
+	// Give the peer time to end its side, then stop reading.
+	_ = s.str.SetReadDeadline(time.Now().Add(s.c.limits.CloseTimeout))
+	if werr != nil && !errors.Is(werr, io.EOF) {
+		return translateStreamErr(werr)
+	}
+	return nil
+}
+
+// terminate ends the session once: records why, cancels its context,
+// resets every stream with WT_SESSION_GONE and forgets it on the
+// connection. With resetConnect it also resets the CONNECT stream.
+func (s *Session) terminate(e *SessionError, resetConnect bool) {
+	s.mu.Lock()
+	if s.closeErr != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.closeErr = e
+	s.state.Store(sessionClosed)
+	streams := s.streams
+	s.streams = nil
+	queued := append(s.bidiQ, s.uniQ...)
+	s.bidiQ, s.uniQ = nil, nil
+	s.dgrams, s.dgramLen, s.dgramBytes = nil, 0, 0
+	s.mu.Unlock()
+	s.cancel(e)
+	if resetConnect {
+		s.str.CancelRead(quic.StreamErrorCode(frames.WTSessionGone))
+		s.str.CancelWrite(quic.StreamErrorCode(frames.WTSessionGone))
+	}
+	for _, t := range streams {
+		t.cancel(frames.WTSessionGone)
+	}
+	for _, es := range queued {
+		es.reject(frames.WTSessionGone)
+	}
+	s.c.removeSession(s)
+}
+
+// resetConnect resets the CONNECT stream for a violation on it and ends
+// the session with that cause.
+func (s *Session) resetConnect(code ErrorCode, cause error) {
+	s.str.CancelRead(quic.StreamErrorCode(code))
+	s.str.CancelWrite(quic.StreamErrorCode(code))
+	s.terminate(&SessionError{Cause: cause}, false)
+}
+
+// readCapsules runs for the session's lifetime, reading the CONNECT
+// stream's frames and the capsules inside its DATA frames (RFC 9297,
+// Section 3; draft-ietf-webtrans-http3, Section 6).
+func (s *Session) readCapsules() {
+	defer func() {
+		close(s.readerDone)
+		if s.onReaderDone != nil {
+			s.onReaderDone()
+		}
+	}()
+	fr := s.fr
+	s.fr = nil
+	p := frames.CapsuleParser{MaxSize: uint64(s.c.limits.MaxCapsuleSize)}
+	limit := uint64(s.c.limits.MaxControlFrameSize)
+	gotClose := false
+	for {
+		h, err := frames.ReadHeader(fr, limit)
+		if err != nil {
+			s.connectStreamEnded(err, &p, gotClose)
+			return
+		}
+		known, err := frames.Check(h.Type, frames.KindConnect, s.c.isServer)
+		if err != nil {
+			s.c.fail(err)
+			return
+		}
+		if !known || h.Type == frames.TypeHeaders {
+			// Unknown frames are skipped; trailers carry nothing for us.
+			if h.Length > limit {
+				s.c.fail(frames.ErrFrameTooLarge)
+				return
+			}
+			if err := fr.skip(h.Length); err != nil {
+				s.connectStreamEnded(eofAsTruncated(err), &p, gotClose)
+				return
+			}
+			continue
+		}
+		// DATA: feed its payload to the capsule parser.
+		for rem := h.Length; rem > 0; {
+			chunk, err := fr.chunk(rem)
+			if err != nil {
+				s.connectStreamEnded(eofAsTruncated(err), &p, gotClose)
+				return
+			}
+			rem -= uint64(len(chunk))
+			if gotClose {
+				s.resetConnect(frames.H3MessageError, errors.New("data after WT_CLOSE_SESSION"))
+				return
+			}
+			for len(chunk) > 0 {
+				cp, n, ok, err := p.Next(chunk)
+				chunk = chunk[n:]
+				if err != nil {
+					s.resetConnect(frames.CodeOf(err), err)
+					return
+				}
+				if !ok {
+					continue
+				}
+				if s.handleCapsule(cp) {
+					gotClose = true
+					if len(chunk) > 0 || rem > 0 {
+						s.resetConnect(frames.H3MessageError, errors.New("data after WT_CLOSE_SESSION"))
+						return
+					}
+				}
+			}
+		}
+	}
+}
+
+// handleCapsule acts on one capsule; it returns true for WT_CLOSE_SESSION.
+func (s *Session) handleCapsule(cp frames.Capsule) bool {
+	switch cp.Type {
+	case frames.CapsuleCloseSession:
+		code, msg, err := frames.ParseCloseSession(cp.Value)
+		if err != nil {
+			s.resetConnect(frames.CodeOf(err), err)
+			return false
+		}
+		s.terminate(&SessionError{Code: code, Message: string(msg), Remote: true}, false)
+		// Answer with FIN (draft-ietf-webtrans-http3, Section 6).
+		s.mu.Lock()
+		_ = s.str.Close()
+		s.mu.Unlock()
+		_ = s.str.SetReadDeadline(time.Now().Add(s.c.limits.CloseTimeout))
+		return true
+	case frames.CapsuleDrainSession:
+		if err := frames.ParseDrainSession(cp.Value); err != nil {
+			s.resetConnect(frames.CodeOf(err), err)
+			return false
+		}
+		s.markDraining()
+	case frames.CapsuleDatagram:
+		// HTTP datagrams may also travel as capsules (RFC 9297, Section 3.5).
+		s.pushDatagram(append([]byte(nil), cp.Value...))
+	default:
+		// Flow-control capsules: WebTransport flow control is not enabled
+		// on our connections (we send no initial limits), so they are
+		// ignored (draft-ietf-webtrans-http3, Section 5). Validate them.
+		if _, err := frames.ParseVarintCapsule(cp.Type, cp.Value); err != nil {
+			s.resetConnect(frames.CodeOf(err), err)
+		}
+	}
+	return false
+}
+
+// connectStreamEnded ends the session when the CONNECT stream's receive
+// side ends: a clean FIN is a close with code 0 unless WT_CLOSE_SESSION
+// came first; a FIN inside a capsule is malformed (RFC 9297, Section 3.3).
+func (s *Session) connectStreamEnded(err error, p *frames.CapsuleParser, gotClose bool) {
+	if gotClose {
+		if err != nil && err != io.EOF {
+			// We stop reading after the close timeout.
+			s.str.CancelRead(quic.StreamErrorCode(frames.WTSessionGone))
+		}
+		return
+	}
+	switch {
+	case err == io.EOF:
+		if perr := p.End(); perr != nil {
+			s.resetConnect(frames.CodeOf(perr), perr)
+			return
+		}
+		// Clean end without a capsule: code 0, empty message. Reply with FIN.
+		s.terminate(&SessionError{Remote: true}, false)
+		s.mu.Lock()
+		_ = s.str.Close()
+		s.mu.Unlock()
+	default:
+		var fe *frames.Error
+		if errors.As(err, &fe) {
+			if fe.Connection {
+				s.c.fail(err)
+				return
+			}
+			s.resetConnect(fe.Code, err)
+			return
+		}
+		if s.isDone() {
+			// Our own close: stop reading now the deadline passed.
+			s.str.CancelRead(quic.StreamErrorCode(frames.WTSessionGone))
+			return
+		}
+		terr := translateStreamErr(err)
+		var se *StreamError
+		if errors.As(terr, &se) {
+			// The peer reset the CONNECT stream: an abrupt end.
+			s.terminate(&SessionError{Remote: true, Cause: terr}, true)
+			return
+		}
+		if s.c.isClosed() {
+			s.terminate(&SessionError{Cause: s.c.closeErr}, false)
+			return
+		}
+		s.terminate(&SessionError{Cause: terr}, true)
+	}
+}
+
