@@ -35,21 +35,21 @@ type Session struct {
 	dgramHdrLen uint8
 	state       atomic.Uint32 // sessionPending, sessionOpen, sessionClosed
 
-	mu         sync.Mutex
-	closeErr   *SessionError
-	closing    bool // CloseWithError started
-	bidiQ      []earlyStream
-	uniQ       []earlyStream
-	bidiWait   chan struct{}
-	uniWait    chan struct{}
-	dgramWait  chan struct{}
-	dgrams     [][]byte // ring buffer of received datagrams
-	dgramHead  int
-	dgramLen   int
-	dgramBytes int
-	streams    map[quic.StreamID]tracked
-	draining   chan struct{}
-	readerDone chan struct{}
+	mu           sync.Mutex
+	closeErr     *SessionError
+	closing      bool // CloseWithError started
+	bidiQ        []earlyStream
+	uniQ         []earlyStream
+	bidiWait     chan struct{}
+	uniWait      chan struct{}
+	dgramWait    chan struct{}
+	dgrams       [][]byte // ring buffer of received datagrams
+	dgramHead    int
+	dgramLen     int
+	dgramBytes   int
+	streams      map[quic.StreamID]tracked
+	draining     chan struct{}
+	readerDone   chan struct{}
 	onReaderDone func() // called when the CONNECT stream reader exits
 
 	dgramDrops atomic.Uint64
@@ -738,4 +738,3 @@ func (s *Session) connectStreamEnded(err error, p *frames.CapsuleParser, gotClos
 		s.terminate(&SessionError{Cause: terr}, true)
 	}
 }
-

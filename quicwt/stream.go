@@ -256,4 +256,3 @@ func (s *ReceiveStream) SetReadDeadline(t time.Time) error { return s.str.SetRea
 
 // Session returns the stream's session.
 func (s *ReceiveStream) Session() *Session { return s.st.sess }
-
