@@ -9,6 +9,7 @@
 package varint
 
 import (
+	"encoding/binary"
 	"errors"
 	"io"
 )
@@ -36,31 +37,26 @@ var (
 
 // Parse decodes the varint at the start of b. It returns the value and the
 // number of bytes it occupied, or ErrTruncated if b is too short.
+//
+// Parse is written to stay within the compiler's inlining budget, so that
+// hot loops over frame headers and SETTINGS pay no call.
 func Parse(b []byte) (v uint64, n int, err error) {
 	if len(b) == 0 {
 		return 0, 0, ErrTruncated
 	}
-	b0 := b[0]
-	switch b0 >> 6 {
-	case 0:
-		return uint64(b0), 1, nil
-	case 1:
-		if len(b) < 2 {
-			return 0, 0, ErrTruncated
-		}
-		return uint64(b0&0x3f)<<8 | uint64(b[1]), 2, nil
-	case 2:
-		if len(b) < 4 {
-			return 0, 0, ErrTruncated
-		}
-		return uint64(b0&0x3f)<<24 | uint64(b[1])<<16 | uint64(b[2])<<8 | uint64(b[3]), 4, nil
-	default:
-		if len(b) < 8 {
-			return 0, 0, ErrTruncated
-		}
-		return uint64(b0&0x3f)<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
-			uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7]), 8, nil
+	n = 1 << (b[0] >> 6)
+	if len(b) < n {
+		return 0, 0, ErrTruncated
 	}
+	switch n {
+	case 1:
+		return uint64(b[0]), 1, nil
+	case 2:
+		return uint64(binary.BigEndian.Uint16(b) & 0x3fff), 2, nil
+	case 4:
+		return uint64(binary.BigEndian.Uint32(b) & 0x3fffffff), 4, nil
+	}
+	return binary.BigEndian.Uint64(b) & Max, 8, nil
 }
 
 // LenOfFirstByte returns the encoded length announced by a varint's first
@@ -84,21 +80,19 @@ func Len(v uint64) int {
 }
 
 // Append appends the shortest encoding of v to b. It returns ErrRange (and b
-// unchanged) if v > Max.
+// unchanged) if v > Max. Like Parse it is small enough to be inlined.
 func Append(b []byte, v uint64) ([]byte, error) {
 	switch {
 	case v <= max1:
 		return append(b, byte(v)), nil
 	case v <= max2:
-		return append(b, byte(v>>8)|0x40, byte(v)), nil
+		return binary.BigEndian.AppendUint16(b, uint16(v)|0x4000), nil
 	case v <= max4:
-		return append(b, byte(v>>24)|0x80, byte(v>>16), byte(v>>8), byte(v)), nil
+		return binary.BigEndian.AppendUint32(b, uint32(v)|0x8000_0000), nil
 	case v <= Max:
-		return append(b, byte(v>>56)|0xc0, byte(v>>48), byte(v>>40), byte(v>>32),
-			byte(v>>24), byte(v>>16), byte(v>>8), byte(v)), nil
-	default:
-		return b, ErrRange
+		return binary.BigEndian.AppendUint64(b, v|0xc000_0000_0000_0000), nil
 	}
+	return b, ErrRange
 }
 
 // MustAppend is Append for values the caller knows to be at most Max (for
