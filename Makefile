@@ -1,0 +1,42 @@
+# quicwt: the two commands of the README.
+#   make demo   run the demo server (same as: go run ./cmd/quicwt serve)
+#   make test   run the whole test suite (what .ci/run runs)
+
+GO ?= go
+FUZZTIME ?= 10s
+FUZZ_TARGETS = $(shell grep -ho '^func Fuzz[A-Za-z0-9_]*' fuzz/*_test.go | sed 's/^func //')
+NESTED = $(wildcard cmd/interop/go.mod cmd/bench/go.mod)
+
+.PHONY: demo test check unit fuzz nested bench
+
+demo:
+	$(GO) run ./cmd/quicwt serve
+
+test: check unit fuzz nested
+
+# Formatting and vet over the root module and the nested ones.
+check:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@for m in $(dir $(NESTED)); do (cd $$m && $(GO) vet ./...) || exit 1; done
+
+# Unit and end-to-end tests of the library and the command line, with the
+# race detector.
+unit:
+	$(GO) test -race -count=1 ./...
+
+# Each fuzz target for a short, bounded time on top of its seed corpus.
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $$t ($(FUZZTIME))"; \
+		$(GO) test ./fuzz -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) || exit 1; \
+	done
+
+# Nested modules: interop with webtransport-go and real browsers, and the
+# benchmark suite's quick self-test.
+nested:
+	@for m in $(dir $(NESTED)); do echo "== $$m"; (cd $$m && $(GO) test -race -count=1 ./...) || exit 1; done
+
+# The benchmark report of issue 5 (see cmd/bench/RESULTS.md).
+bench:
+	cd cmd/bench && $(GO) run . -rounds 5
