@@ -213,6 +213,7 @@ type CapsuleParser struct {
 	skip      bool
 	buf       []byte // value of a known capsule straddling Next calls
 	skipped   uint64 // bytes skipped in unknown capsules (statistics)
+	err       error  // sticky: once Next fails, it keeps failing
 }
 
 // DefaultMaxCapsuleSize bounds a buffered capsule value by default. It holds
@@ -229,8 +230,12 @@ func (p *CapsuleParser) limit() uint64 {
 // Next consumes bytes from data until it completes one known capsule or runs
 // out of input. It returns the bytes consumed and ok=true with the capsule
 // when one was completed; the caller calls Next again with data[n:]. The
-// returned Value is valid until the next call.
+// returned Value is valid until the next call. After an error the parser
+// is stuck: every later call returns the same error and consumes nothing.
 func (p *CapsuleParser) Next(data []byte) (c Capsule, n int, ok bool, err error) {
+	if p.err != nil {
+		return Capsule{}, 0, false, p.err
+	}
 	for n < len(data) || (p.inValue && p.remaining == 0) {
 		if !p.inValue {
 			// Accumulate the header: type and length varints.
@@ -239,6 +244,7 @@ func (p *CapsuleParser) Next(data []byte) (c Capsule, n int, ok bool, err error)
 				p.hdrLen++
 				n++
 				if done, err := p.tryHeader(); err != nil {
+					p.err = err
 					return Capsule{}, n, false, err
 				} else if done {
 					break
@@ -307,6 +313,9 @@ func (p *CapsuleParser) tryHeader() (done bool, err error) {
 		p.skip = true
 		return true, nil
 	}
+	if p.typ.IsHTTP2Only() {
+		return false, ErrCapsuleHTTP2Only
+	}
 	if l > p.limit() {
 		if p.typ == CapsuleDatagram {
 			p.skip = true
@@ -314,15 +323,15 @@ func (p *CapsuleParser) tryHeader() (done bool, err error) {
 		}
 		return false, ErrCapsuleTooLarge
 	}
-	if p.typ.IsHTTP2Only() {
-		return false, ErrCapsuleHTTP2Only
-	}
 	return true, nil
 }
 
 // End reports whether the stream may end here: ErrCapsuleIncomplete
 // (H3_MESSAGE_ERROR, RFC 9297, Section 3.3) if it ends inside a capsule.
 func (p *CapsuleParser) End() error {
+	if p.err != nil {
+		return p.err
+	}
 	if p.inValue || p.hdrLen > 0 {
 		return ErrCapsuleIncomplete
 	}

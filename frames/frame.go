@@ -52,6 +52,22 @@ func (t Type) String() string {
 	return "UNKNOWN"
 }
 
+// LengthLimited reports whether ParseHeader and ReadHeader apply the
+// caller's length limit to frames of type t: the defined frame types whose
+// payload a receiver buffers whole. DATA payloads are streamed; unknown and
+// reserved types are skipped without buffering and must be ignored whatever
+// their length (RFC 9114, Section 9); the HTTP/2-only types and
+// WEBTRANSPORT_STREAM are rejected by Check, which must win over a length
+// error (for 0x41 the "length" is really a session ID).
+func (t Type) LengthLimited() bool {
+	switch t {
+	case TypeHeaders, TypeCancelPush, TypeSettings, TypePushPromise, TypeGoaway,
+		TypeOrigin, TypeMaxPushID, TypePriorityUpdateRequest, TypePriorityUpdatePush:
+		return true
+	}
+	return false
+}
+
 // Header is a frame's Type and Length fields (RFC 9114, Section 7.1).
 type Header struct {
 	Type   Type
@@ -63,7 +79,8 @@ const MaxHeaderLen = 16
 
 // ParseHeader parses a frame header at the start of b. It returns ErrTruncated
 // if b ends inside the header, and ErrFrameTooLarge, before any payload is
-// read, if the length exceeds limit.
+// read, if the type is LengthLimited and the length exceeds limit. The
+// header is returned with ErrFrameTooLarge.
 func ParseHeader(b []byte, limit uint64) (h Header, n int, err error) {
 	t, n1, err := varint.Parse(b)
 	if err != nil {
@@ -74,14 +91,14 @@ func ParseHeader(b []byte, limit uint64) (h Header, n int, err error) {
 		return Header{}, 0, ErrTruncated
 	}
 	h = Header{Type: Type(t), Length: l}
-	if l > limit && h.Type != TypeData {
+	if l > limit && h.Type.LengthLimited() {
 		return h, n1 + n2, ErrFrameTooLarge
 	}
 	return h, n1 + n2, nil
 }
 
 // ReadHeader reads a frame header from r, with the same limit rule as
-// ParseHeader. An EOF before the first byte is io.EOF (a clean end between
+// ParseHeader (the header is returned with ErrFrameTooLarge). An EOF before the first byte is io.EOF (a clean end between
 // frames); an EOF inside the header is ErrTruncated.
 func ReadHeader(r io.ByteReader, limit uint64) (Header, error) {
 	t, err := varint.Read(r)
@@ -99,7 +116,7 @@ func ReadHeader(r io.ByteReader, limit uint64) (Header, error) {
 		return Header{}, err
 	}
 	h := Header{Type: Type(t), Length: l}
-	if l > limit && h.Type != TypeData {
+	if l > limit && h.Type.LengthLimited() {
 		return h, ErrFrameTooLarge
 	}
 	return h, nil
@@ -123,7 +140,8 @@ type Frame struct {
 // ParseFrame parses one whole frame at the start of b, for callers holding
 // frames in memory (SETTINGS, GOAWAY, fuzzing). Payload aliases b. It returns
 // ErrTruncated if the frame is not complete in b, and ErrFrameTooLarge if its
-// length exceeds limit (DATA frames included, unlike ParseHeader).
+// length exceeds limit (whatever the type, unlike ParseHeader, because the
+// whole frame is held in b).
 func ParseFrame(b []byte, limit uint64) (f Frame, n int, err error) {
 	h, hn, err := ParseHeader(b, limit)
 	if err != nil {

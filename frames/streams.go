@@ -164,8 +164,14 @@ func Check(t Type, kind StreamKind, atServer bool) (known bool, err error) {
 			return true, ErrFrameUnexpected
 		}
 		return true, nil
-	case TypeSettings, TypeGoaway, TypeCancelPush, TypePriorityUpdateRequest, TypePriorityUpdatePush:
+	case TypeSettings, TypeGoaway, TypeCancelPush:
 		if kind != KindControl {
+			return true, ErrFrameUnexpected
+		}
+		return true, nil
+	case TypePriorityUpdateRequest, TypePriorityUpdatePush:
+		// Only on the client's control stream (RFC 9218, Section 7.2).
+		if kind != KindControl || !atServer {
 			return true, ErrFrameUnexpected
 		}
 		return true, nil
