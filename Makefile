@@ -31,6 +31,8 @@ fuzz:
 		echo "fuzz $$t ($(FUZZTIME))"; \
 		$(GO) test ./fuzz -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) || exit 1; \
 	done
+	@echo "fuzz FuzzConnection ($(FUZZTIME))"
+	$(GO) test ./quicwt -run='^$$' -fuzz='^FuzzConnection$$' -fuzztime=$(FUZZTIME)
 
 # Nested modules: interop with webtransport-go and real browsers, and the
 # benchmark suite's quick self-test.

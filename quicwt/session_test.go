@@ -20,23 +20,40 @@ import (
 	"github.com/quicwt/quicwt/settings"
 )
 
-// TestMain fails the package if goroutines outlive the tests.
+// TestMain fails the package if goroutines of quicwt or quic-go outlive
+// the tests (goroutines of the test framework itself are not counted).
 func TestMain(m *testing.M) {
-	base := runtime.NumGoroutine()
 	code := m.Run()
 	if code == 0 {
 		deadline := time.Now().Add(10 * time.Second)
-		for runtime.NumGoroutine() > base && time.Now().Before(deadline) {
+		leaked := ourGoroutines()
+		for len(leaked) > 0 && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
+			leaked = ourGoroutines()
 		}
-		if n := runtime.NumGoroutine(); n > base {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			fmt.Fprintf(os.Stderr, "goroutine leak: %d goroutines, %d at start\n%s\n", n, base, buf)
+		if len(leaked) > 0 {
+			fmt.Fprintf(os.Stderr, "goroutine leak: %d goroutines\n%s\n", len(leaked), strings.Join(leaked, "\n\n"))
 			code = 1
 		}
 	}
 	os.Exit(code)
+}
+
+// ourGoroutines returns the stacks of goroutines running quicwt or quic-go
+// code, other than the one calling it.
+func ourGoroutines() []string {
+	buf := make([]byte, 4<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "ourGoroutines") {
+			continue
+		}
+		if strings.Contains(g, "github.com/quic-go/") || strings.Contains(g, "github.com/quicwt/") {
+			out = append(out, g)
+		}
+	}
+	return out
 }
 
 func dial(t *testing.T, ts *testServer, path string) *Session {
