@@ -50,6 +50,10 @@ type Limits struct {
 	// SettingsTimeout bounds the wait for the peer's SETTINGS before a
 	// WebTransport request can be processed or sent. Default 10 s.
 	SettingsTimeout time.Duration
+	// HeaderTimeout bounds the wait for a stream's type prefix or a
+	// request's header section; a stream that takes longer is reset.
+	// Default 10 s.
+	HeaderTimeout time.Duration
 	// CloseTimeout bounds how long a closing session waits for the peer to
 	// end its side of the CONNECT stream. Default 5 s.
 	CloseTimeout time.Duration
@@ -78,6 +82,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.SettingsTimeout <= 0 {
 		l.SettingsTimeout = 10 * time.Second
+	}
+	if l.HeaderTimeout <= 0 {
+		l.HeaderTimeout = 10 * time.Second
 	}
 	if l.CloseTimeout <= 0 {
 		l.CloseTimeout = 5 * time.Second

@@ -220,8 +220,6 @@ func (c *conn) connGone(err error) {
 	c.shutdown(translateConnErr(err))
 }
 
-const prefixTimeout = 10 * time.Second
-
 func (c *conn) acceptUniLoop() {
 	for {
 		s, err := c.qc.AcceptUniStream(context.Background())
@@ -248,7 +246,7 @@ func (c *conn) acceptBidiLoop() {
 // Section 6.2) and serves it. A stream that ends before its type is simply
 // dropped.
 func (c *conn) handleUniStream(s receiveStream) {
-	_ = s.SetReadDeadline(time.Now().Add(prefixTimeout))
+	_ = s.SetReadDeadline(time.Now().Add(c.limits.HeaderTimeout))
 	t, err := readVarintExact(s)
 	if err != nil {
 		s.CancelRead(quic.StreamErrorCode(frames.H3StreamCreationError))
@@ -304,7 +302,7 @@ func (c *conn) handleUniStream(s receiveStream) {
 // handleBidiStream serves a peer bidirectional stream: a WebTransport
 // stream (WEBTRANSPORT_STREAM signal) or, at a server, a request stream.
 func (c *conn) handleBidiStream(s bidiStream) {
-	_ = s.SetReadDeadline(time.Now().Add(prefixTimeout))
+	_ = s.SetReadDeadline(time.Now().Add(c.limits.HeaderTimeout))
 	t, err := readVarintExact(s)
 	if err != nil {
 		s.CancelRead(quic.StreamErrorCode(frames.H3RequestIncomplete))
@@ -332,7 +330,7 @@ func (c *conn) handleBidiStream(s bidiStream) {
 		c.closeWithError(frames.H3StreamCreationError, "server-initiated bidirectional stream")
 		return
 	}
-	_ = s.SetReadDeadline(time.Time{})
+	// The deadline stays until the header section is read.
 	c.server.handleRequestStream(c, s, frames.Type(t))
 }
 

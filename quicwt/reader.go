@@ -32,6 +32,18 @@ func (f *frameReader) fill() error {
 	return err
 }
 
+// shrink replaces a large buffer by one of size n once its buffered bytes
+// fit, so that long-lived readers (one per session) stay small.
+func (f *frameReader) shrink(n int) {
+	if len(f.buf) <= n || f.end-f.pos > n {
+		return
+	}
+	b := make([]byte, n)
+	f.end = copy(b, f.buf[f.pos:f.end])
+	f.pos = 0
+	f.buf = b
+}
+
 // ReadByte implements io.ByteReader.
 func (f *frameReader) ReadByte() (byte, error) {
 	if f.pos == f.end {

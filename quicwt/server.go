@@ -296,6 +296,7 @@ func (srv *Server) handleRequestStream(c *conn, s bidiStream, t frames.Type) {
 		c.requestStreamError(s, err)
 		return
 	}
+	_ = s.SetReadDeadline(time.Time{})
 	head, err := parseRequestFields(fields)
 	if err != nil {
 		c.requestStreamError(s, err)
@@ -308,19 +309,25 @@ func (srv *Server) handleRequestStream(c *conn, s bidiStream, t frames.Type) {
 	}
 	req.RemoteAddr = c.qc.RemoteAddr()
 	req.TLS = c.qc.TLS()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	req = req.WithContext(ctx)
-	rw := &responseWriter{c: c, str: s, req: req, header: make(http.Header)}
+	rw := &responseWriter{c: c, str: s, header: make(http.Header)}
 	isWT := req.Method == http.MethodConnect && (head.protocol == "webtransport" || head.protocol == "webtransport-h3")
 	if isWT {
-		if !srv.prepareSession(c, s, fr, req, rw) {
+		// The request's context is the session's: it ends with the session.
+		req.Body = http.NoBody
+		sess := srv.prepareSession(c, s, fr, req)
+		if sess == nil {
 			return
 		}
-		req.Body = http.NoBody
+		req = req.WithContext(sess.ctx)
+		sess.request = req
+		rw.sess = sess
 	} else {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		req = req.WithContext(ctx)
 		req.Body = &requestBody{c: c, str: s, fr: fr}
 	}
+	rw.req = req
 	srv.runHandler(rw, req)
 	if rw.sess != nil && !rw.upgraded {
 		// Rejected (or ignored) session: discard what was buffered for it.
@@ -340,29 +347,27 @@ func (srv *Server) handleRequestStream(c *conn, s bidiStream, t frames.Type) {
 // prepareSession waits for the client's SETTINGS (drafts forbid handling a
 // WebTransport request before them), checks that a draft was negotiated,
 // and registers a pending session so that early streams reach it.
-func (srv *Server) prepareSession(c *conn, s bidiStream, fr *frameReader, req *http.Request, rw *responseWriter) bool {
-	if err := c.waitSettings(req.Context()); err != nil {
+func (srv *Server) prepareSession(c *conn, s bidiStream, fr *frameReader, req *http.Request) *Session {
+	if err := c.waitSettings(context.Background()); err != nil {
 		s.CancelRead(quic.StreamErrorCode(frames.H3RequestRejected))
 		s.CancelWrite(quic.StreamErrorCode(frames.H3RequestRejected))
-		return false
+		return nil
 	}
 	if c.draft == settings.DraftNone {
 		// The client's SETTINGS enable no draft we speak: the request is
 		// malformed (draft-ietf-webtrans-http3, Section 3.1).
 		s.CancelRead(quic.StreamErrorCode(frames.H3MessageError))
 		s.CancelWrite(quic.StreamErrorCode(frames.H3MessageError))
-		return false
+		return nil
 	}
 	sess := newSession(c, s, c.draft)
 	sess.fr = fr
-	sess.request = req
 	if err := c.addSession(sess); err != nil {
 		s.CancelRead(quic.StreamErrorCode(frames.H3RequestRejected))
 		s.CancelWrite(quic.StreamErrorCode(frames.H3RequestRejected))
-		return false
+		return nil
 	}
-	rw.sess = sess
-	return true
+	return sess
 }
 
 func (srv *Server) runHandler(rw *responseWriter, req *http.Request) {

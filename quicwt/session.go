@@ -591,6 +591,7 @@ func (s *Session) readCapsules() {
 	}()
 	fr := s.fr
 	s.fr = nil
+	fr.shrink(128)
 	p := frames.CapsuleParser{MaxSize: uint64(s.c.limits.MaxCapsuleSize)}
 	limit := uint64(s.c.limits.MaxControlFrameSize)
 	gotClose := false
