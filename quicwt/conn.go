@@ -33,9 +33,10 @@ type conn struct {
 	local settings.Settings
 	ctrl  sendStream // our control stream
 
-	peer         settings.Settings
-	settingsDone chan struct{} // closed once the peer's SETTINGS are in peer
-	draft        settings.Draft
+	peer          settings.Settings
+	settingsDone  chan struct{} // closed once the peer's SETTINGS are in peer
+	draft         settings.Draft
+	peerDatagrams bool // the peer enabled HTTP datagrams (RFC 9297, Section 2.1.1)
 
 	closed   chan struct{}
 	closeErr error // set before closed is closed
@@ -620,6 +621,7 @@ func (c *conn) handleControlFrame(t frames.Type, p []byte, first bool) error {
 		} else {
 			c.draft = settings.Negotiate(&c.local, &c.peer)
 		}
+		c.peerDatagrams = c.peer.Enabled(settings.H3Datagram) || c.peer.Enabled(settings.H3DatagramDraft04)
 		c.logger.Debug("peer SETTINGS", "settings", c.peer.String(), "draft", c.draft)
 		close(c.settingsDone)
 	case frames.TypeGoaway:
@@ -714,7 +716,7 @@ func (c *conn) sendGoaway() {
 	}
 	c.goawaySent = true
 	var id uint64
-	if c.isServer {
+	if c.isServer && c.maxRequestID >= 0 {
 		id = uint64(c.maxRequestID + 4)
 	}
 	c.goawayID = id

@@ -246,22 +246,28 @@ wait:
 		case <-tick.C:
 		}
 	}
+	// Close what is left, then give the peers a moment to answer the
+	// WT_CLOSE_SESSION capsules before CONNECTION_CLOSE.
+	var closing []*Session
 	for _, c := range conns {
 		c.mu.Lock()
-		sessions := make([]*Session, 0, len(c.sessions))
 		for _, s := range c.sessions {
-			sessions = append(sessions, s)
+			closing = append(closing, s)
 		}
 		c.mu.Unlock()
-		for _, s := range sessions {
-			_ = s.CloseWithError(0, "server shutting down")
+	}
+	for _, s := range closing {
+		_ = s.CloseWithError(0, "server shutting down")
+	}
+	grace := time.NewTimer(time.Second)
+	defer grace.Stop()
+	for _, s := range closing {
+		select {
+		case <-s.readerDone:
+		case <-grace.C:
 		}
-		for _, s := range sessions {
-			select {
-			case <-s.readerDone:
-			case <-time.After(500 * time.Millisecond):
-			}
-		}
+	}
+	for _, c := range conns {
 		c.closeWithError(frames.H3NoError, "server shutting down")
 	}
 	return err

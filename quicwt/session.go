@@ -35,6 +35,8 @@ type Session struct {
 	dgramHdrLen uint8
 	state       atomic.Uint32 // sessionPending, sessionOpen, sessionClosed
 
+	writeMu sync.Mutex // serializes writes to the CONNECT stream
+
 	mu           sync.Mutex
 	closeErr     *SessionError
 	closing      bool // CloseWithError started
@@ -390,6 +392,9 @@ func (s *Session) SendDatagram(p []byte) error {
 	if err := s.openCheck(); err != nil {
 		return err
 	}
+	if !s.c.peerDatagrams {
+		return ErrDatagramsDisabled
+	}
 	bp := dgramPool.Get().(*[]byte)
 	b := append(append((*bp)[:0], s.dgramHdr[:s.dgramHdrLen]...), p...)
 	err := s.c.qc.SendDatagram(b)
@@ -503,8 +508,8 @@ func (s *Session) Drain() error {
 func (s *Session) writeCapsules(capsules []byte, fin bool) error {
 	b := frames.AppendDataHeader(make([]byte, 0, 8+len(capsules)), uint64(len(capsules)))
 	b = append(b, capsules...)
-	s.mu.Lock() // serializes writers of the CONNECT stream
-	defer s.mu.Unlock()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	_ = s.str.SetWriteDeadline(time.Now().Add(s.c.limits.CloseTimeout))
 	_, err := s.str.Write(b)
 	_ = s.str.SetWriteDeadline(time.Time{})
@@ -663,9 +668,9 @@ func (s *Session) handleCapsule(cp frames.Capsule) bool {
 		}
 		s.terminate(&SessionError{Code: code, Message: string(msg), Remote: true}, false)
 		// Answer with FIN (draft-ietf-webtrans-http3, Section 6).
-		s.mu.Lock()
+		s.writeMu.Lock()
 		_ = s.str.Close()
-		s.mu.Unlock()
+		s.writeMu.Unlock()
 		_ = s.str.SetReadDeadline(time.Now().Add(s.c.limits.CloseTimeout))
 		return true
 	case frames.CapsuleDrainSession:
@@ -707,9 +712,9 @@ func (s *Session) connectStreamEnded(err error, p *frames.CapsuleParser, gotClos
 		}
 		// Clean end without a capsule: code 0, empty message. Reply with FIN.
 		s.terminate(&SessionError{Remote: true}, false)
-		s.mu.Lock()
+		s.writeMu.Lock()
 		_ = s.str.Close()
-		s.mu.Unlock()
+		s.writeMu.Unlock()
 	default:
 		var fe *frames.Error
 		if errors.As(err, &fe) {
