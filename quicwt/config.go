@@ -36,10 +36,13 @@ type Limits struct {
 	MaxBufferedStreams           int
 	MaxBufferedStreamsPerSession int
 	// MaxBufferedDatagrams and MaxBufferedDatagramBytes bound, per
-	// connection, datagrams held for sessions that do not exist yet.
-	// Past them datagrams are dropped. Defaults 64 and 64 KiB.
-	MaxBufferedDatagrams     int
-	MaxBufferedDatagramBytes int
+	// connection, datagrams held for sessions that do not exist yet, and
+	// MaxBufferedDatagramsPerSession per session ID. Past them datagrams
+	// are dropped. Defaults 64, 64 KiB and 32. (The bytes of a buffered
+	// stream are bounded by QUIC flow control: the stream receive window.)
+	MaxBufferedDatagrams           int
+	MaxBufferedDatagramBytes       int
+	MaxBufferedDatagramsPerSession int
 	// BufferTimeout is how long streams and datagrams are held for a
 	// session that does not exist yet. Default 5 s.
 	BufferTimeout time.Duration
@@ -76,6 +79,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxBufferedStreamsPerSession, 16)
 	def(&l.MaxBufferedDatagrams, 64)
 	def(&l.MaxBufferedDatagramBytes, 64<<10)
+	def(&l.MaxBufferedDatagramsPerSession, 32)
 	def(&l.DatagramQueueBytes, 1<<20)
 	if l.BufferTimeout <= 0 {
 		l.BufferTimeout = 5 * time.Second

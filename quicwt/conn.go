@@ -509,7 +509,9 @@ func (c *conn) bufferDatagram(sid uint64, payload []byte) {
 	if c.earlyDgrams >= c.limits.MaxBufferedDatagrams || c.earlyBytes+len(payload) > c.limits.MaxBufferedDatagramBytes {
 		return // dropped, as the draft allows
 	}
-	if c.early[sid] == nil && c.earlyStreams+len(c.early) >= c.limits.MaxBufferedStreams {
+	if e := c.early[sid]; e == nil && c.earlyStreams+len(c.early) >= c.limits.MaxBufferedStreams {
+		return // bound the number of session IDs held, too
+	} else if e != nil && len(e.datagrams) >= c.limits.MaxBufferedDatagramsPerSession {
 		return
 	}
 	e := c.earlyLocked(sid)
