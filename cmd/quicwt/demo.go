@@ -1,0 +1,301 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/quicwt/quicwt/quicwt"
+)
+
+// demoConfig configures the demo server: the WebTransport endpoints of the
+// four seed systems plus the page server that hosts their browser pages.
+type demoConfig struct {
+	Addr     string // UDP host:port of the WebTransport server
+	HTTPAddr string // TCP host:port of the page server; "" for none
+	Cert     tls.Certificate
+	Store    scoreStore // clicker scores
+	Logger   *slog.Logger
+	QUIC     *quic.Config // nil for defaults
+	Limits   quicwt.Limits
+	Chat     chatOptions
+}
+
+// demo is a running demo server.
+type demo struct {
+	cfg     demoConfig
+	log     *slog.Logger
+	wt      *quicwt.Server
+	ln      *quic.Listener
+	wtAddr  *net.UDPAddr
+	wtURL   string // https://host:port as pages must dial it
+	hashes  certHashes
+	pinned  bool // the certificate can be used with serverCertificateHashes
+	room    *chatRoom
+	clicker *clicker
+
+	httpSrv   *http.Server
+	httpLns   []net.Listener
+	httpPort  int
+	httpHosts []string // host names of the page server's origins
+	origins   map[string]bool
+
+	serveErr chan error
+	wg       sync.WaitGroup
+}
+
+// startDemo binds both servers and starts serving.
+func startDemo(cfg demoConfig) (*demo, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Store == nil {
+		cfg.Store = newMemoryStore()
+	}
+	if cfg.Cert.Leaf == nil {
+		return nil, errors.New("demo: no certificate")
+	}
+	d := &demo{cfg: cfg, log: cfg.Logger, serveErr: make(chan error, 2)}
+	d.hashes = hashesOf(cfg.Cert.Leaf)
+	d.pinned = hashPinnable(cfg.Cert.Leaf)
+	d.room = newChatRoom(cfg.Logger, cfg.Chat)
+	d.clicker = &clicker{store: cfg.Store, log: cfg.Logger}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("/counter", d.wtHandler("counter", serveCounter))
+	mux.HandleFunc("/echo", d.wtHandler("echo", serveEcho))
+	mux.HandleFunc("/clicker", d.wtHandler("clicker", d.clicker.serve))
+	mux.HandleFunc("/chat", d.wtHandler("chat", d.room.serve))
+	d.wt = &quicwt.Server{
+		Handler:     mux,
+		TLSConfig:   &tls.Config{Certificates: []tls.Certificate{cfg.Cert}},
+		CheckOrigin: d.checkOrigin,
+		Limits:      cfg.Limits,
+		Logger:      cfg.Logger.With("component", "quicwt"),
+	}
+	ln, err := quic.ListenAddr(cfg.Addr, quicwt.TLSConfig(d.wt.TLSConfig), quicwt.QUICConfig(cfg.QUIC))
+	if err != nil {
+		return nil, fmt.Errorf("WebTransport server: %w", err)
+	}
+	d.ln = ln
+	d.wtAddr = ln.Addr().(*net.UDPAddr)
+	d.wtURL = "https://" + dialableHostPort(d.wtAddr)
+
+	if cfg.HTTPAddr != "" {
+		if err := d.listenHTTP(cfg.HTTPAddr); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("page server: %w", err)
+		}
+	}
+	d.origins = d.allowedOrigins()
+
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if err := d.wt.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.serveErr <- fmt.Errorf("WebTransport server: %w", err)
+		}
+	}()
+	if d.httpSrv != nil {
+		for _, l := range d.httpLns {
+			d.wg.Add(1)
+			go func() {
+				defer d.wg.Done()
+				if err := d.httpSrv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					d.serveErr <- fmt.Errorf("page server: %w", err)
+				}
+			}()
+		}
+	}
+	return d, nil
+}
+
+// dialableHostPort turns a bound address into one a browser on this
+// machine can dial: unspecified addresses become the loopback of their
+// family.
+func dialableHostPort(a *net.UDPAddr) string {
+	ip := a.IP
+	switch {
+	case ip == nil || ip.IsUnspecified() && ip.To4() != nil:
+		ip = net.IPv4(127, 0, 0, 1)
+	case ip.IsUnspecified():
+		ip = net.IPv6loopback
+	}
+	return net.JoinHostPort(ip.String(), strconv.Itoa(a.Port))
+}
+
+// listenHTTP binds the page server. "localhost" is bound on both
+// loopbacks because Chromium resolves it to ::1 only and Firefox to
+// 127.0.0.1 only; a failure on ::1 (no IPv6) is only logged.
+func (d *demo) listenHTTP(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	d.httpSrv = &http.Server{Handler: d.pageHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug)}
+	if strings.EqualFold(host, "localhost") {
+		l4, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", port))
+		if err != nil {
+			return err
+		}
+		d.httpLns = append(d.httpLns, l4)
+		p := l4.Addr().(*net.TCPAddr).Port
+		if l6, err := net.Listen("tcp", net.JoinHostPort("::1", strconv.Itoa(p))); err == nil {
+			d.httpLns = append(d.httpLns, l6)
+		} else {
+			d.log.Warn("page server not reachable on [::1] (Chromium's localhost)", "err", err)
+		}
+		d.httpPort = p
+		d.httpHosts = []string{"localhost"}
+		return nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	d.httpLns = append(d.httpLns, l)
+	ta := l.Addr().(*net.TCPAddr)
+	d.httpPort = ta.Port
+	if host != "" && !ta.IP.IsUnspecified() {
+		d.httpHosts = []string{host}
+		if ip := net.ParseIP(host); ip != nil {
+			d.httpHosts = []string{ta.IP.String()}
+		}
+	} else {
+		d.httpHosts = []string{"localhost"}
+	}
+	return nil
+}
+
+// pageURL is the index page's address.
+func (d *demo) pageURL() string {
+	if d.httpSrv == nil {
+		return ""
+	}
+	h := d.httpHosts[0]
+	if ip := net.ParseIP(h); ip != nil && ip.To4() == nil {
+		h = "[" + h + "]"
+	}
+	return fmt.Sprintf("http://%s:%d/", h, d.httpPort)
+}
+
+// allowedOrigins are the page server's origins: every loopback name with
+// its port, and the configured host name.
+func (d *demo) allowedOrigins() map[string]bool {
+	m := map[string]bool{}
+	if d.httpSrv == nil {
+		return m
+	}
+	p := strconv.Itoa(d.httpPort)
+	for _, h := range append([]string{"localhost", "127.0.0.1", "[::1]"}, d.httpHosts...) {
+		if ip := net.ParseIP(h); ip != nil && ip.To4() == nil {
+			h = "[" + h + "]"
+		}
+		m["http://"+strings.ToLower(h)+":"+p] = true
+	}
+	return m
+}
+
+// checkOrigin accepts no Origin (non-browser clients), the page server's
+// origins, and origins with the same authority as the request (a page
+// served from the WebTransport server's own host and port). Others get
+// 403 from quicwt.Upgrade.
+func (d *demo) checkOrigin(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return true
+	}
+	if d.origins[strings.ToLower(o)] {
+		return true
+	}
+	u, err := url.Parse(o)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return false
+	}
+	ok := strings.EqualFold(withPort(u.Host, u.Scheme), withPort(r.Host, "https"))
+	if !ok {
+		d.log.Info("origin rejected", "origin", o, "authority", r.Host)
+	}
+	return ok
+}
+
+func withPort(h, scheme string) string {
+	if _, _, err := net.SplitHostPort(h); err == nil {
+		return h
+	}
+	if scheme == "http" {
+		return net.JoinHostPort(strings.Trim(h, "[]"), "80")
+	}
+	return net.JoinHostPort(strings.Trim(h, "[]"), "443")
+}
+
+// wtHandler upgrades a CONNECT to a session and runs serve for it. A
+// request that is not a WebTransport CONNECT gets 400, a refused Origin
+// 403 (both from Upgrade).
+func (d *demo) wtHandler(name string, serve func(*quicwt.Session, *slog.Logger)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		sess, err := quicwt.Upgrade(w, r)
+		if err != nil {
+			d.log.Debug("upgrade failed", "endpoint", name, "remote", r.RemoteAddr, "err", err)
+			return
+		}
+		log := d.log.With("endpoint", name, "session", sess.ID(), "remote", sess.RemoteAddr())
+		log.Info("session open", "draft", sess.Draft().String(), "origin", r.Header.Get("Origin"))
+		go func() {
+			<-sess.Context().Done()
+			log.Info("session closed", "cause", context.Cause(sess.Context()))
+		}()
+		go serve(sess, log)
+	}
+}
+
+// Err reports a serving failure (nil channel read blocks while fine).
+func (d *demo) Err() <-chan error { return d.serveErr }
+
+// Shutdown stops both servers gracefully: GOAWAY and WT_DRAIN_SESSION to
+// every session, a wait for them until ctx ends, then WT_CLOSE_SESSION
+// (code 0, "server shutting down") to the rest.
+func (d *demo) Shutdown(ctx context.Context) error {
+	var herr error
+	if d.httpSrv != nil {
+		hctx, cancel := context.WithTimeout(ctx, time.Second)
+		herr = d.httpSrv.Shutdown(hctx)
+		cancel()
+		if herr != nil {
+			d.httpSrv.Close()
+		}
+	}
+	err := d.wt.Shutdown(ctx)
+	d.wg.Wait()
+	if cerr := d.cfg.Store.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = herr
+	}
+	return err
+}
+
+// Close stops everything at once.
+func (d *demo) Close() error {
+	if d.httpSrv != nil {
+		d.httpSrv.Close()
+	}
+	err := d.wt.Close()
+	d.wg.Wait()
+	if cerr := d.cfg.Store.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

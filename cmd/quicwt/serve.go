@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+func init() {
+	register(command{name: "serve", summary: "run the demo server (counter, echo, clicker, chat) and its pages", run: runServe})
+}
+
+const serveHelp = `
+usage: quicwt serve [flags]
+
+Runs the WebTransport demo server on UDP 127.0.0.1:4433 with four
+endpoints, and a page server on http://localhost:8080 with one page per
+endpoint (http://localhost is a secure context, so the pages may use
+WebTransport):
+  /counter  datagram -> its length; stream -> its byte count (Chrome's sample)
+  /echo     bidi, uni and datagram echo
+  /clicker  per-user click scores, kept in a file under -data (or -store memory)
+  /chat     a chat room, one unidirectional stream per message
+
+Without -cert/-key it generates an ECDSA P-256 certificate valid for 13
+days, in memory, prints its SHA-256 and gives it to the pages, which pass
+it as serverCertificateHashes: a stock Chrome or Firefox connects with no
+flags. Stop with Ctrl-C (graceful: GOAWAY, drain, close); a second Ctrl-C
+exits at once.
+
+examples:
+  quicwt serve
+  quicwt serve -addr [::1]:4433 -http 127.0.0.1:8000
+  quicwt serve -cert cert.pem -key key.pem -store memory -log-level debug
+  quicwt serve -qlog /tmp/qlog
+  quicwt client -certhash <hex printed at startup> https://127.0.0.1:4433/echo
+`
+
+func runServe(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("serve", serveHelp)
+	addr := fs.String("addr", "127.0.0.1:4433", "WebTransport UDP `host:port`")
+	httpAddr := fs.String("http", "localhost:8080", "page server `host:port` (\"localhost\" binds 127.0.0.1 and ::1; \"\" disables it)")
+	certFile := fs.String("cert", "", "certificate PEM `file` (default: generate one in memory)")
+	keyFile := fs.String("key", "", "private key PEM `file`")
+	storeKind := fs.String("store", "file", "clicker score store: `file` or memory")
+	dataDir := fs.String("data", defaultDataDir(), "`directory` of the file store")
+	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	qlogDir := fs.String("qlog", "", "write quic-go qlog files to `directory`")
+	grace := fs.Duration("grace", 5*time.Second, "how long shutdown waits for sessions to end")
+	if code := parseFlags(fs, args, stdout, stderr); code >= 0 {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "quicwt serve: unexpected argument %q (run 'quicwt serve -h')\n", fs.Arg(0))
+		return 2
+	}
+	log, err := newLogger(stderr, *level)
+	if err != nil {
+		fmt.Fprintf(stderr, "quicwt serve: %v\n", err)
+		return 2
+	}
+	if (*certFile == "") != (*keyFile == "") {
+		fmt.Fprintf(stderr, "quicwt serve: -cert and -key go together\n")
+		return 2
+	}
+	cfg := demoConfig{Addr: *addr, HTTPAddr: *httpAddr, Logger: log}
+	generated := *certFile == ""
+	if generated {
+		cfg.Cert, err = genCert(nil, defaultValidity)
+	} else {
+		cfg.Cert, err = loadCert(*certFile, *keyFile)
+	}
+	if err != nil {
+		return fail(stderr, "serve", err)
+	}
+	switch *storeKind {
+	case "memory":
+		cfg.Store = newMemoryStore()
+	case "file":
+		st, err := openFileStore(*dataDir)
+		if err != nil {
+			return fail(stderr, "serve", fmt.Errorf("score store: %w", err))
+		}
+		cfg.Store = st
+	default:
+		fmt.Fprintf(stderr, "quicwt serve: bad -store %q (want file or memory)\n", *storeKind)
+		return 2
+	}
+	if *qlogDir != "" {
+		tr, err := qlogTracer(*qlogDir, log)
+		if err != nil {
+			cfg.Store.Close()
+			return fail(stderr, "serve", fmt.Errorf("qlog: %w", err))
+		}
+		cfg.QUIC = &quic.Config{Tracer: tr}
+	}
+	d, err := startDemo(cfg)
+	if err != nil {
+		cfg.Store.Close()
+		return fail(stderr, "serve", err)
+	}
+	printBanner(stdout, d, generated, *qlogDir)
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	select {
+	case err := <-d.Err():
+		d.Close()
+		return fail(stderr, "serve", err)
+	case s := <-sigs:
+		log.Info("shutting down (signal again to exit at once)", "signal", s.String(), "grace", grace.String())
+	}
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), *grace)
+		defer cancel()
+		done <- d.Shutdown(ctx)
+	}()
+	select {
+	case err := <-done:
+		if err != nil && err != context.DeadlineExceeded {
+			log.Warn("shutdown", "err", err)
+		}
+		log.Info("stopped")
+		return 0
+	case s := <-sigs:
+		log.Warn("second signal: exiting now", "signal", s.String())
+		return 1
+	}
+}
+
+func printBanner(w io.Writer, d *demo, generated bool, qlogDir string) {
+	leaf := d.cfg.Cert.Leaf
+	fmt.Fprintf(w, "quicwt demo server\n")
+	fmt.Fprintf(w, "  WebTransport: %s  (UDP; endpoints /counter /echo /clicker /chat)\n", d.wtURL)
+	if u := d.pageURL(); u != "" {
+		fmt.Fprintf(w, "  Pages:        %s  <- open this in Chrome or Firefox\n", u)
+	}
+	kind := "from files"
+	if generated {
+		kind = "self-signed ECDSA P-256, in memory"
+	}
+	fmt.Fprintf(w, "  Certificate:  %s, valid until %s\n", kind, leaf.NotAfter.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "    SHA-256 (hex):    %s\n", d.hashes.Hex)
+	fmt.Fprintf(w, "    SHA-256 (base64): %s\n", d.hashes.Base64)
+	fmt.Fprintf(w, "    SPKI SHA-256 (base64, for --ignore-certificate-errors-spki-list): %s\n", d.hashes.SPKIB64)
+	if !d.pinned {
+		fmt.Fprintf(w, "    (not usable with serverCertificateHashes: needs ECDSA and at most 14 days; pages will rely on normal verification)\n")
+	}
+	fmt.Fprintf(w, "  Clicker scores: %s\n", d.cfg.Store.Describe())
+	if qlogDir != "" {
+		fmt.Fprintf(w, "  qlog:         %s\n", qlogDir)
+	}
+	fmt.Fprintf(w, "  Try:          quicwt client -certhash %s %s/echo\n", d.hashes.Hex, d.wtURL)
+	fmt.Fprintf(w, "Press Ctrl-C to stop.\n")
+}
