@@ -17,6 +17,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/qlog"
 
 	"github.com/quicwt/quicwt/quicwt"
 )
@@ -115,6 +117,10 @@ func StartQuicwtServer(t testing.TB, host string, cert *Cert, h http.Handler, co
 		Handler:     h,
 		TLSConfig:   &tls.Config{Certificates: []tls.Certificate{cert.TLS}},
 		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	if os.Getenv("QLOGDIR") != "" {
+		// Debugging: qlog traces of the server's connections in $QLOGDIR.
+		srv.QUICConfig = &quic.Config{Tracer: qlog.DefaultConnectionTracer}
 	}
 	for _, f := range configure {
 		f(srv)
