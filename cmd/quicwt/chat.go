@@ -45,12 +45,12 @@ const (
 	maxChatMessage  = 64 << 10
 	maxChatName     = 64
 	chatServerName  = "server"
-	defaultChatQ    = 64
+	defaultChatQ    = 1024
 	defaultChatSend = 10 * time.Second
 )
 
 type chatOptions struct {
-	QueueLen    int           // per-member outgoing queue (default 64)
+	QueueLen    int           // per-member outgoing queue (default 1024)
 	SendTimeout time.Duration // to open and write one message (default 10 s)
 }
 
