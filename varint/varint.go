@@ -44,19 +44,23 @@ func Parse(b []byte) (v uint64, n int, err error) {
 	if len(b) == 0 {
 		return 0, 0, ErrTruncated
 	}
-	n = 1 << (b[0] >> 6)
-	if len(b) < n {
-		return 0, 0, ErrTruncated
-	}
-	switch n {
-	case 1:
+	switch b[0] >> 6 {
+	case 0:
 		return uint64(b[0]), 1, nil
+	case 1:
+		if len(b) >= 2 {
+			return uint64(binary.BigEndian.Uint16(b) & 0x3fff), 2, nil
+		}
 	case 2:
-		return uint64(binary.BigEndian.Uint16(b) & 0x3fff), 2, nil
-	case 4:
-		return uint64(binary.BigEndian.Uint32(b) & 0x3fffffff), 4, nil
+		if len(b) >= 4 {
+			return uint64(binary.BigEndian.Uint32(b) & 0x3fffffff), 4, nil
+		}
+	default:
+		if len(b) >= 8 {
+			return binary.BigEndian.Uint64(b) & Max, 8, nil
+		}
 	}
-	return binary.BigEndian.Uint64(b) & Max, 8, nil
+	return 0, 0, ErrTruncated
 }
 
 // LenOfFirstByte returns the encoded length announced by a varint's first
