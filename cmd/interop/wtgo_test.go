@@ -62,6 +62,11 @@ func wtgoScenarios() []wtgoScenario {
 			run:     func(t *testing.T, a, b PeerSession) { scenarioClose(t, a, b, c.code, c.msg) },
 		})
 	}
+	sc = append(sc, wtgoScenario{
+		name:    "close/open-streams",
+		feature: "session close code+message with streams open",
+		run:     scenarioCloseOpenStreams,
+	})
 	for _, code := range streamCodes {
 		sc = append(sc,
 			wtgoScenario{
@@ -269,6 +274,42 @@ func scenarioClose(t *testing.T, a, b PeerSession, code uint32, msg string) {
 	want.Remote = false
 	if got != want {
 		t.Fatalf("%s (the closer) saw close %+v, want %+v", a.Lib(), trimInfo(got), trimInfo(want))
+	}
+}
+
+// scenarioCloseOpenStreams closes while a bidi and a uni stream of the
+// session are open in both directions: the close code must still arrive,
+// and the streams must end.
+func scenarioCloseOpenStreams(t *testing.T, a, b PeerSession) {
+	ctx := Ctx(t, 10*time.Second)
+	as, err := a.OpenStream(ctx)
+	if err != nil {
+		t.Fatalf("%s OpenStream: %v", a.Lib(), err)
+	}
+	if _, err := as.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	bs, err := b.AcceptStream(ctx)
+	if err != nil {
+		t.Fatalf("%s AcceptStream: %v", b.Lib(), err)
+	}
+	bs.SetDeadline(time.Now().Add(5 * time.Second))
+	readHello(t, b, bs)
+	bu, err := b.OpenUniStream(ctx)
+	if err != nil {
+		t.Fatalf("%s OpenUniStream: %v", b.Lib(), err)
+	}
+	if _, err := bu.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	au, err := a.AcceptUniStream(ctx)
+	if err != nil {
+		t.Fatalf("%s AcceptUniStream: %v", a.Lib(), err)
+	}
+	readHello(t, a, au)
+	scenarioClose(t, a, b, 0xc105ed, "closed with streams open")
+	if err := readUntilErr(bs); err == io.EOF {
+		t.Errorf("%s: the open bidi stream ended cleanly after the session closed, want an error", b.Lib())
 	}
 }
 
