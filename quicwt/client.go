@@ -307,6 +307,7 @@ func (cc *ClientConn) OpenSession(ctx context.Context, rawURL string, h http.Hea
 		// WT_CLOSE_SESSION and FIN are delivered first.
 		sess.onReaderDone = func() { cc.Close() }
 	}
+	sess.readerStarted.Store(true)
 	go sess.readCapsules()
 	return rsp, sess, nil
 }

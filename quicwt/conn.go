@@ -187,8 +187,10 @@ func (c *conn) shutdown(err error) {
 		}
 		c.mu.Unlock()
 		close(c.closed)
+		var ce *ConnectionError
+		remote := errors.As(err, &ce) && ce.Remote
 		for _, s := range sessions {
-			s.terminate(&SessionError{Cause: err}, false)
+			s.terminate(&SessionError{Cause: err, Remote: remote}, false)
 		}
 		for _, e := range early {
 			for _, s := range e.streams {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/quicwt/quicwt/settings"
 )
@@ -103,6 +104,11 @@ func TestEchoBidiUniDatagram(t *testing.T) {
 	var se *SessionError
 	if !errors.As(sess.Err(), &se) || se.Code != 42 || se.Remote {
 		t.Fatalf("close err %v", sess.Err())
+	}
+	select {
+	case <-sess.Closed():
+	case <-time.After(5 * time.Second):
+		t.Fatal("close handshake did not complete")
 	}
 }
 

@@ -531,6 +531,7 @@ func Upgrade(w http.ResponseWriter, r *http.Request) (*Session, error) {
 	if !sess.state.CompareAndSwap(sessionPending, sessionOpen) {
 		return nil, sess.Err()
 	}
+	sess.readerStarted.Store(true)
 	go sess.readCapsules()
 	return sess, nil
 }

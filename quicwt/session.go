@@ -37,24 +37,28 @@ type Session struct {
 
 	writeMu sync.Mutex // serializes writes to the CONNECT stream
 
-	mu           sync.Mutex
-	closeErr     *SessionError
-	closing      bool // CloseWithError started
-	bidiQ        []earlyStream
-	uniQ         []earlyStream
-	bidiWait     chan struct{}
-	uniWait      chan struct{}
-	dgramWait    chan struct{}
-	dgrams       [][]byte // ring buffer of received datagrams
-	dgramHead    int
-	dgramLen     int
-	dgramBytes   int
-	streams      map[quic.StreamID]tracked
-	draining     chan struct{}
-	readerDone   chan struct{}
-	onReaderDone func() // called when the CONNECT stream reader exits
+	mu         sync.Mutex
+	closeErr   *SessionError
+	closing    bool // CloseWithError started
+	bidiQ      []earlyStream
+	uniQ       []earlyStream
+	bidiWait   chan struct{}
+	uniWait    chan struct{}
+	dgramWait  chan struct{}
+	dgrams     [][]byte // ring buffer of received datagrams
+	dgramHead  int
+	dgramLen   int
+	dgramBytes int
+	streams    map[quic.StreamID]tracked
+	// Streams to reset once the peer has seen WT_CLOSE_SESSION.
+	deferredStreams map[quic.StreamID]tracked
+	deferredQueue   []earlyStream
+	draining        chan struct{}
+	readerDone      chan struct{}
+	onReaderDone    func() // called when the CONNECT stream reader exits
 
-	dgramDrops atomic.Uint64
+	dgramDrops    atomic.Uint64
+	readerStarted atomic.Bool
 }
 
 const (
@@ -101,6 +105,14 @@ func (s *Session) Context() context.Context { return s.ctx }
 func (s *Session) LocalAddr() string  { return s.c.qc.LocalAddr() }
 func (s *Session) RemoteAddr() string { return s.c.qc.RemoteAddr() }
 
+// Closed is closed when the session has ended and its close handshake is
+// over: the peer answered WT_CLOSE_SESSION by ending the CONNECT stream (or
+// CloseTimeout passed, or the connection ended), the session's streams were
+// reset, and, for a session opened with Dialer.Dial, its connection was
+// closed. A program about to exit waits on it after CloseWithError so that
+// the close reaches the peer.
+func (s *Session) Closed() <-chan struct{} { return s.readerDone }
+
 // Draining is closed when the peer asks the session to wind down: a
 // WT_DRAIN_SESSION capsule for this session, or GOAWAY on the connection.
 // Streams and datagrams keep working.
@@ -111,6 +123,20 @@ func (s *Session) Draining() <-chan struct{} { return s.draining }
 func (s *Session) DatagramsDropped() uint64 { return s.dgramDrops.Load() }
 
 func (s *Session) isDone() bool { return s.state.Load() == sessionClosed }
+
+// readerRunning reports whether the CONNECT stream reader was started and
+// has not exited.
+func (s *Session) readerRunning() bool {
+	if !s.readerStarted.Load() {
+		return false
+	}
+	select {
+	case <-s.readerDone:
+		return false
+	default:
+		return true
+	}
+}
 
 // Err returns the *SessionError the session ended with, or nil while it is
 // open.
@@ -536,7 +562,13 @@ func (s *Session) CloseWithError(code uint32, msg string) error {
 	s.mu.Unlock()
 	msg = frames.TruncateCloseMessage(msg)
 	werr := s.writeCapsules(frames.AppendCloseSession(nil, code, msg), true)
-	s.terminate(&SessionError{Code: code, Message: msg}, false)
+	// quic-go sends control frames (RESET_STREAM, STOP_SENDING) ahead of
+	// stream data, so resetting the session's streams now would put the
+	// resets before the capsule on the wire, and Chromium then reports
+	// "Connection lost" instead of the code and message. The resets wait
+	// for the peer's FIN on the CONNECT stream (its answer to the capsule)
+	// or the close timeout: the reader goroutine does them when it exits.
+	s.end(&SessionError{Code: code, Message: msg}, false, s.readerRunning())
 	// Give the peer time to end its side, then stop reading.
 	_ = s.str.SetReadDeadline(time.Now().Add(s.c.limits.CloseTimeout))
 	if werr != nil && !errors.Is(werr, io.EOF) {
@@ -548,7 +580,11 @@ func (s *Session) CloseWithError(code uint32, msg string) error {
 // terminate ends the session once: records why, cancels its context,
 // resets every stream with WT_SESSION_GONE and forgets it on the
 // connection. With resetConnect it also resets the CONNECT stream.
-func (s *Session) terminate(e *SessionError, resetConnect bool) {
+func (s *Session) terminate(e *SessionError, resetConnect bool) { s.end(e, resetConnect, false) }
+
+// end is terminate, optionally holding the streams' resets back until the
+// CONNECT stream reader exits (see CloseWithError).
+func (s *Session) end(e *SessionError, resetConnect, deferResets bool) {
 	s.mu.Lock()
 	if s.closeErr != nil {
 		s.mu.Unlock()
@@ -561,19 +597,39 @@ func (s *Session) terminate(e *SessionError, resetConnect bool) {
 	queued := append(s.bidiQ, s.uniQ...)
 	s.bidiQ, s.uniQ = nil, nil
 	s.dgrams, s.dgramLen, s.dgramBytes = nil, 0, 0
+	if deferResets {
+		s.deferredStreams, s.deferredQueue = streams, queued
+		streams, queued = nil, nil
+	}
 	s.mu.Unlock()
 	s.cancel(e)
 	if resetConnect {
 		s.str.CancelRead(quic.StreamErrorCode(frames.WTSessionGone))
 		s.str.CancelWrite(quic.StreamErrorCode(frames.WTSessionGone))
 	}
+	resetAll(streams, queued)
+	s.c.removeSession(s)
+	if !s.readerStarted.Load() {
+		close(s.readerDone) // no reader will: the session never opened
+	}
+}
+
+func resetAll(streams map[quic.StreamID]tracked, queued []earlyStream) {
 	for _, t := range streams {
 		t.cancel(frames.WTSessionGone)
 	}
 	for _, es := range queued {
 		es.reject(frames.WTSessionGone)
 	}
-	s.c.removeSession(s)
+}
+
+// resetDeferred resets the streams whose resets CloseWithError held back.
+func (s *Session) resetDeferred() {
+	s.mu.Lock()
+	streams, queued := s.deferredStreams, s.deferredQueue
+	s.deferredStreams, s.deferredQueue = nil, nil
+	s.mu.Unlock()
+	resetAll(streams, queued)
 }
 
 // resetConnect resets the CONNECT stream for a violation on it and ends
@@ -589,10 +645,11 @@ func (s *Session) resetConnect(code ErrorCode, cause error) {
 // Section 3; draft-ietf-webtrans-http3, Section 6).
 func (s *Session) readCapsules() {
 	defer func() {
-		close(s.readerDone)
+		s.resetDeferred()
 		if s.onReaderDone != nil {
 			s.onReaderDone()
 		}
+		close(s.readerDone)
 	}()
 	fr := s.fr
 	s.fr = nil

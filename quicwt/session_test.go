@@ -272,8 +272,18 @@ func TestSessionEndResetsStreams(t *testing.T) {
 		<-closeNow
 		s.CloseWithError(3, "closing")
 	}))
-	sess := dial(t, ts, "/")
+	// A connection that outlives the session, so the server's resets are
+	// observable after the close handshake.
 	ctx := testCtx(t)
+	cc, err := ts.dialer().DialConn(ctx, ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	_, sess, err := cc.OpenSession(ctx, ts.url("/"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	str, err := sess.OpenStreamSync(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -292,9 +302,16 @@ func TestSessionEndResetsStreams(t *testing.T) {
 		t.Fatalf("session err %v", err)
 	}
 	// The server's own stream was reset locally.
+	// (The resets wait for the peer's answer to WT_CLOSE_SESSION, so that
+	// they do not overtake the capsule on the wire.)
 	<-ss.Session().Context().Done()
-	if _, err := ss.Write([]byte("x")); !errors.Is(err, ErrSessionGone) {
-		t.Fatalf("server write after close: %v", err)
+	var werr error
+	for i := 0; i < 200 && werr == nil; i++ {
+		_, werr = ss.Write([]byte("x"))
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !errors.Is(werr, ErrSessionGone) {
+		t.Fatalf("server write after close: %v", werr)
 	}
 	select {
 	case <-sess.Context().Done():
