@@ -34,8 +34,9 @@ import (
 const childEnv = "QUICWT_BENCH_CHILD"
 
 type memSnap struct {
-	heap int64
-	gor  int
+	heap  int64
+	stack int64 // goroutine stacks (StackInuse), not part of the heap
+	gor   int
 }
 
 // snapshot waits for the goroutine count to be stable (unchanged over
@@ -55,7 +56,7 @@ func snapshot() memSnap {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return memSnap{heap: int64(ms.HeapAlloc), gor: runtime.NumGoroutine()}
+	return memSnap{heap: int64(ms.HeapAlloc), stack: int64(ms.StackInuse), gor: runtime.NumGoroutine()}
 }
 
 type holdSpec struct {
@@ -83,6 +84,13 @@ func dumpGoroutines(name string) {
 	}
 	defer f.Close()
 	pprof.Lookup("goroutine").WriteTo(f, 1)
+	// The heap profile (in-use) of the held server; -gdump also sets
+	// runtime.MemProfileRate to 1 so that it records every allocation.
+	if h, err := os.Create(filepath.Join(gdumpDir, name+".heap")); err == nil {
+		runtime.GC()
+		pprof.Lookup("heap").WriteTo(h, 0)
+		h.Close()
+	}
 }
 
 func runHold(im impl, spec holdSpec) (*holdResult, error) {
@@ -338,6 +346,7 @@ func runIdle(im impl, sz sizes) (map[string]float64, error) {
 	return map[string]float64{
 		"srv heap B/conn":     float64(r.s1.heap-r.base.heap) / float64(n),
 		"srv goroutines/conn": float64(r.s1.gor-r.base.gor) / float64(n),
+		"srv stack B/conn":    float64(r.s1.stack-r.base.stack) / float64(n),
 		"cli heap B/conn":     float64(r.cli1.heap) / float64(n),
 		"cli goroutines/conn": float64(r.cli1.gor) / float64(n),
 	}, nil
@@ -352,6 +361,7 @@ func runMany(im impl, sz sizes) (map[string]float64, error) {
 	return map[string]float64{
 		"srv heap B/extra":     float64(r.s2.heap-r.s1.heap) / float64(k),
 		"srv goroutines/extra": float64(r.s2.gor-r.s1.gor) / float64(k),
+		"srv stack B/extra":    float64(r.s2.stack-r.s1.stack) / float64(k),
 		"cli heap B/extra":     float64(r.cli2.heap-r.cli1.heap) / float64(k),
 		"cli goroutines/extra": float64(r.cli2.gor-r.cli1.gor) / float64(k),
 	}, nil

@@ -278,7 +278,7 @@ func main() {
 	out := flag.String("out", "", "also write the markdown report to this file")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run")
 	memprofile := flag.String("memprofile", "", "write an allocation profile at the end")
-	flag.StringVar(&gdumpDir, "gdump", "", "write goroutine dumps of held servers (idle, many, scale) to this directory")
+	flag.StringVar(&gdumpDir, "gdump", "", "write goroutine dumps and in-use heap profiles of held servers (idle, many, scale) to this directory (sets MemProfileRate=1)")
 	flag.Parse()
 
 	cfg := config{rounds: *rounds, scaleRounds: min(*scaleRounds, *rounds), sz: fullSizes(), progress: os.Stderr}
@@ -304,6 +304,9 @@ func main() {
 		cfg.impls = append(cfg.impls, im)
 	}
 	clientPin = serverCert().hash
+	if gdumpDir != "" {
+		runtime.MemProfileRate = 1
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {

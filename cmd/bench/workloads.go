@@ -118,6 +118,7 @@ func workloads() []workload {
 			metrics: []metric{
 				{name: "srv heap B/conn", goal: "<= 1.25x", check: ratioAtMost(1.25)},
 				{name: "srv goroutines/conn", goal: "<= 6", check: atMost(6)},
+				{name: "srv stack B/conn"},
 				{name: "cli heap B/conn"},
 				{name: "cli goroutines/conn"},
 			},
@@ -126,6 +127,7 @@ func workloads() []workload {
 			metrics: []metric{
 				{name: "srv heap B/extra", goal: "<= 3072", check: atMost(3072)},
 				{name: "srv goroutines/extra", goal: "<= 1", check: atMost(1)},
+				{name: "srv stack B/extra"},
 				{name: "cli heap B/extra"},
 				{name: "cli goroutines/extra"},
 			},

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"testing"
+	"time"
+)
+
+// Per-operation benchmarks for profiling: go test -bench . -benchmem
+// (the allocation and CPU figures include client and server, both in this
+// process).
+
+func benchSession(b *testing.B, im impl, h func(session)) session {
+	clientPin = serverCert().hash
+	ln, err := listen()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stop := im.Serve(ln, h, serverOpts{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	sess, err := im.Dial(ctx, ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	stopWD := watchdog(ctx, sess)
+	b.Cleanup(func() { stopWD(); sess.Close(); cancel(); stop() })
+	return sess
+}
+
+func BenchmarkStreamEcho(b *testing.B) {
+	for _, im := range impls {
+		b.Run("impl="+im.Name(), func(b *testing.B) {
+			sess := benchSession(b, im, func(s session) { acceptLoop(s, echoStream) })
+			ctx := context.Background()
+			msg := echoData[:echoSize]
+			got := make([]byte, echoSize)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				str, err := sess.OpenStream(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := str.Write(msg); err != nil {
+					b.Fatal(err)
+				}
+				str.Close()
+				if _, err := io.ReadFull(str, got); err != nil {
+					b.Fatal(err)
+				}
+				if n, err := str.Read(got[:1]); n != 0 || err != io.EOF {
+					b.Fatal("no FIN")
+				}
+			}
+			b.StopTimer()
+			if !bytes.Equal(got, msg) {
+				b.Fatal("payload mismatch")
+			}
+		})
+	}
+}
+
+func BenchmarkDatagramPingPong(b *testing.B) {
+	for _, im := range impls {
+		b.Run("impl="+im.Name(), func(b *testing.B) {
+			sess := benchSession(b, im, func(s session) {
+				for {
+					d, err := s.ReceiveDatagram(context.Background())
+					if err != nil {
+						return
+					}
+					s.SendDatagram(d)
+				}
+			})
+			msg := echoData[:1000]
+			b.ReportAllocs()
+			b.ResetTimer()
+			lost := 0
+			for i := 0; i < b.N; i++ {
+				if err := sess.SendDatagram(msg); err != nil {
+					b.Fatal(err)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+				d, err := sess.ReceiveDatagram(ctx)
+				cancel()
+				if err != nil {
+					lost++
+					if lost > 100 {
+						b.Fatal(err)
+					}
+					continue
+				}
+				if !bytes.Equal(d, msg) {
+					b.Fatal("payload mismatch")
+				}
+			}
+			b.ReportMetric(float64(lost), "lost")
+		})
+	}
+}
+
+func BenchmarkSetup(b *testing.B) {
+	for _, im := range impls {
+		b.Run("impl="+im.Name(), func(b *testing.B) {
+			clientPin = serverCert().hash
+			ln, err := listen()
+			if err != nil {
+				b.Fatal(err)
+			}
+			stop := im.Serve(ln, func(session) {}, serverOpts{})
+			defer stop()
+			addr := ln.Addr().String()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				sess, err := im.Dial(ctx, addr)
+				cancel()
+				if err != nil {
+					b.Fatal(err)
+				}
+				sess.Close()
+			}
+		})
+	}
+}
