@@ -423,9 +423,7 @@ func (c *conn) readHeaderSection(fr *frameReader, t frames.Type) ([]qpackField, 
 			return nil, err
 		}
 		if !known {
-			if h.Length > limit {
-				return nil, frames.ErrFrameTooLarge
-			}
+			// Skipped without buffering, whatever the length (RFC 9114, Section 9).
 			if err := fr.skip(h.Length); err != nil {
 				return nil, eofAsTruncated(err)
 			}

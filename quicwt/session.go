@@ -669,11 +669,9 @@ func (s *Session) readCapsules() {
 			return
 		}
 		if !known || h.Type == frames.TypeHeaders {
-			// Unknown frames are skipped; trailers carry nothing for us.
-			if h.Length > limit {
-				s.c.fail(frames.ErrFrameTooLarge)
-				return
-			}
+			// Unknown frames are skipped whatever their length (RFC 9114,
+			// Section 9), without buffering; trailers carry nothing for us
+			// (ReadHeader bounded their length).
 			if err := fr.skip(h.Length); err != nil {
 				s.connectStreamEnded(eofAsTruncated(err), &p, gotClose)
 				return
