@@ -635,17 +635,13 @@ func (c *conn) handleControlFrame(t frames.Type, p []byte, first bool) error {
 		}
 		return c.handleGoaway(id)
 	case frames.TypeCancelPush:
-		id, err := frames.ParseCancelPush(p)
-		if err != nil {
+		if _, err := frames.ParseCancelPush(p); err != nil {
 			return err
 		}
-		c.mu.Lock()
-		max := c.maxPushID
-		c.mu.Unlock()
-		// A client never allowed pushes; a server never promised any.
-		if !c.isServer || int64(id) > max || max < 0 {
-			return &frames.Error{Code: frames.H3IDError, Connection: true, Reason: "CANCEL_PUSH for a push ID never allowed"}
-		}
+		// We never send PUSH_PROMISE (server) nor MAX_PUSH_ID (client), so
+		// every push ID is one never promised or allowed (RFC 9114,
+		// Section 7.2.3).
+		return &frames.Error{Code: frames.H3IDError, Connection: true, Reason: "CANCEL_PUSH for a push never promised"}
 	case frames.TypeMaxPushID:
 		id, err := frames.ParseMaxPushID(p)
 		if err != nil {
