@@ -17,6 +17,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
@@ -184,8 +185,8 @@ func compare(mt metric, raw, other *record) string {
 	if mt.points {
 		return fmt.Sprintf("%+.2f pt", other.Median-raw.Median)
 	}
-	if raw.Median == 0 {
-		return "–"
+	if math.Abs(raw.Median) < 0.05 {
+		return "–" // no meaningful ratio to (almost) nothing
 	}
 	return fmt.Sprintf("%.2fx", other.Median/raw.Median)
 }
@@ -247,9 +248,18 @@ func machineLine() string {
 			vers[d.Path] = v
 		}
 	}
+	qwt := vers["github.com/quicwt/quicwt"]
+	// The library is built from this checkout (replace ../..): name its
+	// commit, and whether the library's files differ from it.
+	if out, err := exec.Command("git", "-C", "../..", "rev-parse", "--short", "HEAD").Output(); err == nil {
+		qwt = "checkout " + strings.TrimSpace(string(out))
+		if st, err := exec.Command("git", "-C", "../..", "status", "--porcelain", "--", "quicwt", "frames", "varint", "settings").Output(); err == nil && len(st) > 0 {
+			qwt += " with uncommitted library changes"
+		}
+	}
 	return fmt.Sprintf("%s, %d cores (GOMAXPROCS %d), %s %s/%s, quic-go %s, webtransport-go %s, quicwt %s",
 		cpu, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH,
-		vers["github.com/quic-go/quic-go"], vers["github.com/quic-go/webtransport-go"], vers["github.com/quicwt/quicwt"])
+		vers["github.com/quic-go/quic-go"], vers["github.com/quic-go/webtransport-go"], qwt)
 }
 
 func loadavg() string {
@@ -357,7 +367,7 @@ func workloadNames() string {
 func methodNote(cfg config) string {
 	sz := cfg.sz
 	return fmt.Sprintf(`Cells: median [min..max] over the rounds (n); ratios are of medians. Sizes: bulk %d MiB; echo %d streams of 1 KiB; %d datagrams of %d B; %d setups; idle %d connections; many 1+%d sessions on one connection; scale-conns %d connections; scale-multi %d x %d sessions.
-Memory: server-side differences of runtime.MemStats.HeapAlloc (after two runtime.GC) and runtime.NumGoroutine, between a snapshot before the client process starts and one while it holds its sessions; the clients run in a child process (this binary re-executed) that reports its own differences the same way (cli rows). raw holds one open stream per connection (many: per extra stream).
+Memory: server-side differences of runtime.MemStats.HeapAlloc (after two runtime.GC), of StackInuse (goroutine stacks, not in the heap: stack rows) and of runtime.NumGoroutine, between a snapshot before the client process starts and one while it holds its sessions; the clients run in a child process (this binary re-executed) that reports its own differences the same way (cli rows). raw holds one open stream per connection (many: per extra stream). Setup for raw is the QUIC handshake alone; scale-multi established/s for raw counts stream opens (not comparable).
 Datagrams: client to server; delivered/s = datagrams received and verified by the server application / time from the first send to the last receipt; loss = 1 - received/sent; layer drops = quicwt's Session.DatagramsDropped (n/a for webtransport-go).
 `, sz.bulkBytes>>20, sz.echoStreams, sz.dgrams, sz.dgramSize, sz.setups, sz.idleConns, sz.manySessions, sz.scaleConns, sz.scaleMultiC, sz.scaleMultiS)
 }
