@@ -84,7 +84,7 @@ func Len(v uint64) int {
 }
 
 // Append appends the shortest encoding of v to b. It returns ErrRange (and b
-// unchanged) if v > Max. Like Parse it is small enough to be inlined.
+// unchanged) if v > Max.
 func Append(b []byte, v uint64) ([]byte, error) {
 	switch {
 	case v <= max1:
@@ -102,11 +102,23 @@ func Append(b []byte, v uint64) ([]byte, error) {
 // MustAppend is Append for values the caller knows to be at most Max (for
 // example constants and lengths of in-memory buffers). A value above Max is a
 // programming error and panics; no peer input reaches it. It is the encoder
-// the rest of quicwt uses on hot paths, as fast as quic-go's quicvarint.
+// the rest of quicwt uses on hot paths and the counterpart of quic-go's
+// quicvarint.Append (which also panics past Max). The one-byte case (frame
+// and capsule types, short lengths, small IDs) inlines into the caller as a
+// compare and an append; longer encodings take one call.
 func MustAppend(b []byte, v uint64) []byte {
-	switch {
-	case v <= max1:
+	if v <= max1 {
 		return append(b, byte(v))
+	}
+	return mustAppendLong(b, v)
+}
+
+// mustAppendLong is MustAppend for values of two bytes and more. It is kept
+// out of line so that MustAppend itself stays within the inlining budget.
+//
+//go:noinline
+func mustAppendLong(b []byte, v uint64) []byte {
+	switch {
 	case v <= max2:
 		return binary.BigEndian.AppendUint16(b, uint16(v)|0x4000)
 	case v <= max4:
