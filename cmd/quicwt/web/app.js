@@ -196,3 +196,34 @@ function addItem(listId, text) {
 function guard(fn) {
   return () => fn().catch(error);
 }
+
+// autotest is a test hook for browsers that have no driver here
+// (cmd/interop runs Firefox ESR this way). It acts only on a page opened
+// with ?autotest=<report URL>: the page then connects by itself, clicks
+// each button of steps ([id, check] pairs) in turn, waiting at most 10 s
+// until check() is true, and POSTs window.quicwtState as JSON to the
+// report URL. Without the parameter it does nothing.
+async function autotest(steps) {
+  const report = new URLSearchParams(location.search).get("autotest");
+  if (!report) return;
+  const st = window.quicwtState;
+  const until = async (check, what) => {
+    for (const end = Date.now() + 10000; !check();) {
+      if (Date.now() > end) throw new Error("autotest: timeout waiting for " + what);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  try {
+    $("connect").click();
+    await until(() => st.connected || st.errors.length > 0, "connect");
+    if (!st.connected) throw new Error("autotest: not connected");
+    for (const [id, check] of steps) {
+      $(id).click();
+      await until(check, id);
+    }
+  } catch (e) {
+    error(e);
+  }
+  log("autotest: reporting to " + report);
+  await fetch(report, {method: "POST", mode: "no-cors", body: JSON.stringify(st)}).catch(error);
+}
