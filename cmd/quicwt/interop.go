@@ -12,10 +12,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -50,6 +52,9 @@ the negotiated protocol goes to <downloads>/negotiated_protocol.txt. The
 server's endpoints are the directories in <www>. Every endpoint of the
 client's REQUESTS on one host is a session on one QUIC connection, run in
 parallel. Flags override the environment, for runs outside a container.
+A server ends when the client's sessions are over (handshake, transfer), when
+it has fetched its REQUESTS (*-send), or on SIGTERM as the runner stops it
+(exit code 0 if every session so far went right).
 
 examples:
   ROLE=server TESTCASE=transfer quicwt interop
@@ -610,6 +615,12 @@ func interopServer(c interopConfig) error {
 
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
+	// The runner ends a server by stopping its container (SIGTERM) once the
+	// client is done: for handshake and transfer that is the normal end,
+	// whether or not the client's close reached us first.
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(stop)
 	kind := kindOf(c.testcase)
 	var mu sync.Mutex
 	var firstErr error
@@ -670,6 +681,18 @@ func interopServer(c interopConfig) error {
 				return firstErr
 			}
 		case err := <-serveErr:
+			return err
+		case sig := <-stop:
+			if kind != "" {
+				return fmt.Errorf("test case %s: stopped by %v before the files were fetched", c.testcase, sig)
+			}
+			c.log.Info("stopping", "signal", sig.String(), "sessions", active)
+			if !seen {
+				return fmt.Errorf("test case %s: stopped by %v before any session", c.testcase, sig)
+			}
+			mu.Lock()
+			err := firstErr
+			mu.Unlock()
 			return err
 		case <-ctx.Done():
 			return fmt.Errorf("test case %s timed out: %w", c.testcase, ctx.Err())
