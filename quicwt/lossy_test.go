@@ -404,13 +404,23 @@ func runCmd(args ...string) error {
 	return nil
 }
 
+// cannotNetns ends a test that needs namespaces where there are none.
+func cannotNetns(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("CI: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
 // setupNetns creates a namespace joined to the host by a veth pair with a
-// /30 in 10.213.0.0/16, and registers their removal. It skips the test
-// when namespaces cannot be created.
+// /30 in 10.213.0.0/16, and registers their removal. Where namespaces
+// cannot be created it skips the test, or fails it under CI (which runs as
+// root: a skip there would hide a regression).
 func setupNetns(t *testing.T) *netnsEnv {
 	t.Helper()
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("cannot create network namespaces: the ip command is missing")
+		cannotNetns(t, "cannot create network namespaces: the ip command is missing")
 	}
 	var rb [2]byte
 	rand.Read(rb[:])
@@ -423,7 +433,7 @@ func setupNetns(t *testing.T) *netnsEnv {
 	e.nsIP = fmt.Sprintf("10.213.%d.%d", rb[1], 2+4*(int(rb[0])%64))
 	nsVeth := "qwtn" + id
 	if err := runCmd("ip", "netns", "add", e.ns); err != nil {
-		t.Skipf("cannot create network namespaces: %v", err)
+		cannotNetns(t, "cannot create network namespaces: %v", err)
 	}
 	t.Cleanup(func() {
 		exec.Command("ip", "link", "del", e.hostVeth).Run()
@@ -432,7 +442,7 @@ func setupNetns(t *testing.T) *netnsEnv {
 		}
 	})
 	if err := runCmd("ip", "link", "add", e.hostVeth, "type", "veth", "peer", "name", nsVeth); err != nil {
-		t.Skipf("cannot create a veth pair: %v", err)
+		cannotNetns(t, "cannot create a veth pair: %v", err)
 	}
 	steps := [][]string{
 		{"ip", "link", "set", nsVeth, "netns", e.ns},
