@@ -132,11 +132,13 @@ func runClient(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		code = clientBidi(ctx, sess, stdin, stdout, stderr)
 	}
 	sess.CloseWithError(0, "")
-	// The library gives no way to wait until WT_CLOSE_SESSION was
-	// delivered (a Dial connection closes itself later, in the
-	// background); give it a moment before closing the connection, which
-	// ends the session at the server in any case.
-	time.Sleep(50 * time.Millisecond)
+	// Wait (briefly) for the close handshake, so that WT_CLOSE_SESSION
+	// reaches the server before the connection goes; closing the
+	// connection ends the session there in any case.
+	select {
+	case <-sess.Closed():
+	case <-time.After(time.Second):
+	}
 	cc.Close()
 	return code
 }

@@ -801,7 +801,14 @@ func interopClient(c interopConfig) error {
 			o.sess.CloseWithError(0, "")
 		}
 		// Let the closes reach the server before the connections go.
-		time.Sleep(50 * time.Millisecond)
+		limit := time.After(time.Second)
+		for _, o := range sessions {
+			select {
+			case <-o.sess.Closed():
+			case <-limit:
+				return
+			}
+		}
 	}()
 
 	if c.testcase == "handshake" {
