@@ -1,0 +1,400 @@
+package interop_test
+
+// The demo server (`quicwt serve`, ../quicwt) and its pages in real
+// browsers, as a person would use them (issue 4): the test builds the
+// real binary, runs it on loopback with free ports and a temp data dir,
+// opens the embedded pages from its page server in headless Chromium
+// (driven with chromedp: clicks, typing, screenshots) and in Firefox ESR
+// (the page's ?autotest= hook clicks through the page and POSTs its
+// state; WebDriver BiDi only opens the page and takes the screenshot),
+// and checks what the pages show.
+//
+// Screenshots of every page go to ScreenshotDir (screenshots/ here, or
+// $QUICWT_SCREENSHOTS); the test logs their paths.
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDemo builds quicwt once and runs one subtest per page and browser.
+func TestDemo(t *testing.T) {
+	bin := BuildQuicwt(t, t.TempDir())
+	t.Logf("screenshots go to %s", ScreenshotDir(t))
+	t.Run("ChromiumCounter", func(t *testing.T) { testChromiumCounter(t, bin) })
+	t.Run("ChromiumEcho", func(t *testing.T) { testChromiumEcho(t, bin) })
+	t.Run("ChromiumClicker", func(t *testing.T) { testChromiumClicker(t, bin) })
+	t.Run("ChromiumChat", func(t *testing.T) { testChromiumChat(t, bin) })
+	t.Run("FirefoxCounter", func(t *testing.T) { testFirefoxPage(t, bin, "counter") })
+	t.Run("FirefoxEcho", func(t *testing.T) { testFirefoxPage(t, bin, "echo") })
+}
+
+// counterState is the counter page's window.quicwtState.
+type counterState struct {
+	Connected bool     `json:"connected"`
+	Errors    []string `json:"errors"`
+	Log       []string `json:"log"`
+	Replies   []struct {
+		Via  string `json:"via"`
+		Text string `json:"text"`
+	} `json:"replies"`
+	LastReply map[string]*string `json:"lastReply"`
+}
+
+// echoState is the echo page's window.quicwtState.
+type echoState struct {
+	Connected bool     `json:"connected"`
+	Errors    []string `json:"errors"`
+	Log       []string `json:"log"`
+	Echoes    []struct {
+		Via  string `json:"via"`
+		Text string `json:"text"`
+	} `json:"echoes"`
+	LastEcho map[string]*string `json:"lastEcho"`
+}
+
+// checkNoPageErrors fails on errors the page logged.
+func checkNoPageErrors(t *testing.T, page string, errs []string) {
+	t.Helper()
+	for _, e := range errs {
+		t.Errorf("%s page error: %s", page, e)
+	}
+}
+
+// The counter: a datagram, a uni stream and a bidi stream, each answered
+// with the byte count of what the page sent (UTF-8 bytes, not characters).
+func testChromiumCounter(t *testing.T, bin string) {
+	srv := StartDemoServer(t, bin, t.TempDir())
+	br := LaunchChromiumDriver(t)
+	p, _ := br.OpenPage(t, "counter", srv.Page("counter.html"))
+	var urlValue string
+	p.Eval(`document.getElementById("url").value`, &urlValue)
+	if urlValue != srv.WTURL+"/counter" {
+		t.Errorf("URL field prefilled with %q, want %q", urlValue, srv.WTURL+"/counter")
+	}
+	p.Connect()
+	p.Type("payload", "hello, wörld ✓")
+	var payload string
+	p.Eval(`document.getElementById("payload").value`, &payload)
+	want := fmt.Sprint(len(payload)) // bytes of its UTF-8 encoding
+	if payload != "hello, wörld ✓" || want != "17" {
+		t.Errorf("typed payload %q (%s bytes), want %q (17 bytes)", payload, want, "hello, wörld ✓")
+	}
+	for _, via := range []string{"datagram", "uni", "bidi"} {
+		p.Click("send-" + via)
+		p.WaitJS(fmt.Sprintf("window.quicwtState.lastReply[%q] !== null", via), "the "+via+" reply arrived")
+		if got := p.Text("last-" + via); got != want {
+			t.Errorf("counter %s: page shows %q, want %q", via, got, want)
+		}
+	}
+	var st counterState
+	p.State(&st)
+	checkNoPageErrors(t, "counter", st.Errors)
+	if len(st.Replies) != 3 {
+		t.Errorf("counter: %d replies, want 3: %+v", len(st.Replies), st.Replies)
+	}
+	p.Screenshot("counter")
+}
+
+// The echo page: a bidi stream, a uni stream and a datagram, each echoed
+// on the same kind of channel.
+func testChromiumEcho(t *testing.T, bin string) {
+	srv := StartDemoServer(t, bin, t.TempDir())
+	br := LaunchChromiumDriver(t)
+	p, _ := br.OpenPage(t, "echo", srv.Page("echo.html"))
+	p.Connect()
+	// (chromedp's SendKeys drops some letters, such as "ą" and "č", so
+	// the message is checked as typed before it is sent.)
+	const msg = "echo ✓ wörld quicwt"
+	p.Type("message", msg)
+	var typed string
+	p.Eval(`document.getElementById("message").value`, &typed)
+	if typed != msg {
+		t.Fatalf("typed %q into the message field, it holds %q", msg, typed)
+	}
+	for _, via := range []string{"bidi", "uni", "datagram"} {
+		p.Click("send-" + via)
+		p.WaitJS(fmt.Sprintf("window.quicwtState.lastEcho[%q] !== null", via), "the "+via+" echo arrived")
+		if got := p.Text("last-" + via); got != msg {
+			t.Errorf("echo %s: page shows %q, want %q", via, got, msg)
+		}
+	}
+	var st echoState
+	p.State(&st)
+	checkNoPageErrors(t, "echo", st.Errors)
+	if len(st.Echoes) != 3 {
+		t.Errorf("echo: %d echoes, want 3: %+v", len(st.Echoes), st.Echoes)
+	}
+	p.Screenshot("echo")
+}
+
+// clickerState is the clicker page's window.quicwtState.
+type clickerState struct {
+	Connected   bool     `json:"connected"`
+	StreamReady bool     `json:"streamReady"`
+	Errors      []string `json:"errors"`
+	Score       *int64   `json:"score"`
+	Replies     []struct {
+		Via   string `json:"via"`
+		Reply struct {
+			Status int    `json:"status"`
+			Score  *int64 `json:"score"`
+		} `json:"reply"`
+	} `json:"replies"`
+}
+
+// The clicker: clicks via datagram and via the long-lived stream raise the
+// score by one each (the server answers the clicks before this one, so
+// the first is 0), the big score shows it, and after the server is
+// stopped (SIGTERM) and started again on the same data dir a new click
+// continues from the stored score.
+func testChromiumClicker(t *testing.T, bin string) {
+	dataDir := t.TempDir()
+	srv := StartDemoServer(t, bin, dataDir)
+	br := LaunchChromiumDriver(t)
+	p, _ := br.OpenPage(t, "clicker", srv.Page("clicker.html"))
+	const user = "Ada Lovelace ✓"
+	p.Type("username", user)
+	p.Connect()
+	p.WaitJS("window.quicwtState.streamReady", "the click stream is open")
+
+	var st clickerState
+	// click clicks via button and waits for the reply to that click. A
+	// datagram (or its reply) may be lost, so a datagram click is repeated
+	// if no reply comes within 3 s; the scores must still only go up.
+	click := func(via string) int64 {
+		t.Helper()
+		p.State(&st)
+		n := len(st.Replies)
+		for attempt := 0; ; attempt++ {
+			p.Click("click-" + via)
+			deadline := time.Now().Add(3 * time.Second)
+			if via == "stream" || attempt == 4 {
+				deadline = time.Now().Add(15 * time.Second)
+			}
+			for time.Now().Before(deadline) {
+				p.State(&st)
+				if len(st.Replies) > n {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if len(st.Replies) > n {
+				break
+			}
+			if via == "stream" || attempt == 4 {
+				t.Fatalf("no reply to a click via %s; page state: %s", via, p.stateForError())
+			}
+			t.Logf("no reply to a datagram click within 3 s; clicking again")
+		}
+		r := st.Replies[len(st.Replies)-1]
+		if r.Via != via || r.Reply.Status != 200 || r.Reply.Score == nil {
+			t.Fatalf("click via %s: reply %+v", via, r)
+		}
+		if got := p.Text("score"); got != fmt.Sprint(*r.Reply.Score) {
+			t.Errorf("score shows %q, want %d", got, *r.Reply.Score)
+		}
+		return *r.Reply.Score
+	}
+
+	var scores []int64
+	for _, via := range []string{"datagram", "stream", "datagram", "stream", "stream"} {
+		scores = append(scores, click(via))
+	}
+	t.Logf("scores before restart: %v", scores)
+	if scores[0] != 0 {
+		t.Errorf("first click scored %d, want 0 (fresh data dir)", scores[0])
+	}
+	for i := 1; i < len(scores); i++ {
+		// Each click raises the score by one (by more only if a lost
+		// datagram reply made click() click twice).
+		if scores[i] <= scores[i-1] {
+			t.Errorf("click %d scored %d after %d: the score did not go up", i, scores[i], scores[i-1])
+		}
+	}
+	last := scores[len(scores)-1] // a stream click: reliable, so nothing after it was counted
+	p.Screenshot("clicker")
+
+	// Restart the server on the same data dir.
+	srv.Stop(t, 15*time.Second)
+	p.WaitJS("!window.quicwtState.connected && window.quicwtState.closed !== null", "the page saw the server go away")
+	srv2 := StartDemoServer(t, bin, dataDir)
+	p.Navigate(srv2.Page("clicker.html"))
+	p.Type("username", user)
+	p.Connect()
+	p.WaitJS("window.quicwtState.streamReady", "the click stream is open after the restart")
+	if got := click("stream"); got != last+1 {
+		t.Errorf("after a restart the first click scored %d, want %d (the score before the restart was lost)", got, last+1)
+	}
+	if got := click("datagram"); got != last+2 {
+		t.Errorf("after a restart the second click scored %d, want %d", got, last+2)
+	}
+	p.State(&st)
+	checkNoPageErrors(t, "clicker", st.Errors)
+	p.Screenshot("clicker-after-restart")
+}
+
+// chatState is the chat page's window.quicwtState.
+type chatState struct {
+	Connected bool     `json:"connected"`
+	Entered   bool     `json:"entered"`
+	Errors    []string `json:"errors"`
+	Chat      []struct {
+		Name    string `json:"name"`
+		Comment string `json:"comment"`
+	} `json:"chat"`
+}
+
+func (s *chatState) count(name, comment string) int {
+	n := 0
+	for _, m := range s.Chat {
+		if m.Name == name && m.Comment == comment {
+			n++
+		}
+	}
+	return n
+}
+
+// The chat with three pages: each enters (greeted; the others told), a
+// message typed in one page reaches all three, and closing one tab
+// announces its leave exactly once to the two others.
+func testChromiumChat(t *testing.T, bin string) {
+	srv := StartDemoServer(t, bin, t.TempDir())
+	br := LaunchChromiumDriver(t)
+	names := []string{"alice", "bob", "carol"}
+	pages := map[string]*Page{}
+	var closeCarol func()
+	for _, name := range names {
+		p, closeTab := br.OpenPage(t, "chat-"+name, srv.Page("chat.html"))
+		pages[name] = p
+		if name == "carol" {
+			closeCarol = closeTab
+		}
+		p.Type("name", name)
+		p.Connect()
+		p.WaitJS(fmt.Sprintf(`window.quicwtState.chat.some(m => m.name === "server" && m.comment === %q)`, "Hello, "+name), name+" was greeted")
+	}
+	// Everyone already in the room hears of each later arrival.
+	waitChat := func(who, name, comment string) {
+		t.Helper()
+		pages[who].WaitJS(fmt.Sprintf(`window.quicwtState.chat.some(m => m.name === %q && m.comment === %q)`, name, comment),
+			fmt.Sprintf("%s got %s: %s", who, name, comment))
+	}
+	waitChat("alice", "server", "bob has entered")
+	waitChat("alice", "server", "carol has entered")
+	waitChat("bob", "server", "carol has entered")
+
+	// alice types a message and presses Enter; all three get it.
+	const msg = "hello everyone ✓"
+	pages["alice"].Type("message", msg+"\r")
+	for _, who := range names {
+		waitChat(who, "alice", msg)
+	}
+	for _, who := range names {
+		pages[who].Screenshot("chat-" + who)
+	}
+
+	// carol closes her tab: alice and bob are told once.
+	closeCarol()
+	waitChat("alice", "server", "carol has left")
+	waitChat("bob", "server", "carol has left")
+	// Wait until the server has seen carol's session end (the leave
+	// is announced from there) and logged the leave, then sync through
+	// the room with one more message so that a second announcement, had
+	// the server sent one, would be in the pages before counting.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(logLines(srv.Stderr.String(), "chat leave", "name=carol")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server never logged carol's leave")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	const sync = "still here"
+	pages["bob"].Type("message", sync+"\r")
+	waitChat("alice", "bob", sync)
+	waitChat("bob", "bob", sync)
+	for _, who := range []string{"alice", "bob"} {
+		var st chatState
+		pages[who].State(&st)
+		checkNoPageErrors(t, "chat "+who, st.Errors)
+		if n := st.count("server", "carol has left"); n != 1 {
+			t.Errorf("%s got carol's leave %d times, want once: %+v", who, n, st.Chat)
+		}
+		for _, other := range []string{"alice", "bob"} {
+			if n := st.count("server", other+" has left"); n != 0 {
+				t.Errorf("%s was told %s left", who, other)
+			}
+		}
+		if n := st.count("alice", msg); n != 1 {
+			t.Errorf("%s got alice's message %d times, want once", who, n)
+		}
+	}
+	if n := len(logLines(srv.Stderr.String(), "chat leave")); n != 1 {
+		t.Errorf("the server logged %d leaves, want 1 (carol's):\n%s", n, strings.Join(logLines(srv.Stderr.String(), "chat leave"), "\n"))
+	}
+	pages["alice"].Screenshot("chat-alice-after-leave")
+}
+
+// testFirefoxPage opens the counter or echo page in Firefox ESR with
+// ?autotest=<report URL>: the page connects, clicks its three send
+// buttons one after the other, waiting for each reply, and POSTs its
+// state to the test.
+func testFirefoxPage(t *testing.T, bin, page string) {
+	srv := StartDemoServer(t, bin, t.TempDir())
+	ps := NewPageServer(t)
+	pageURL := srv.Page(page+".html") + "?autotest=" + url.QueryEscape(ps.URL+"/result")
+	ff := LaunchFirefoxBiDi(t)
+	ff.Navigate(t, pageURL)
+	raw := ps.WaitResult(t, ff.Browser, 45*time.Second)
+	t.Logf("firefox %s: launch to result %v", page, time.Since(ff.Browser.Started).Round(time.Millisecond))
+	ff.Screenshot(t, "firefox-"+page+".png")
+
+	switch page {
+	case "counter":
+		var st counterState
+		if err := json.Unmarshal(raw, &st); err != nil {
+			t.Fatalf("bad result %s: %v", raw, err)
+		}
+		checkNoPageErrors(t, "firefox counter", st.Errors)
+		want := fmt.Sprint(len("hello")) // the page's default payload
+		for _, via := range []string{"datagram", "uni", "bidi"} {
+			if got := st.LastReply[via]; got == nil || *got != want {
+				t.Errorf("firefox counter %s: reply %v, want %q", via, deref(got), want)
+			}
+		}
+		if len(st.Replies) != 3 {
+			t.Errorf("firefox counter: %d replies, want 3: %+v", len(st.Replies), st.Replies)
+		}
+	case "echo":
+		var st echoState
+		if err := json.Unmarshal(raw, &st); err != nil {
+			t.Fatalf("bad result %s: %v", raw, err)
+		}
+		checkNoPageErrors(t, "firefox echo", st.Errors)
+		for _, via := range []string{"bidi", "uni", "datagram"} {
+			if got := st.LastEcho[via]; got == nil || *got != "hello, WebTransport" { // the page's default text
+				t.Errorf("firefox echo %s: echo %v, want %q", via, deref(got), "hello, WebTransport")
+			}
+		}
+		vias := []string{}
+		for _, e := range st.Echoes {
+			vias = append(vias, e.Via)
+		}
+		slices.Sort(vias)
+		if !slices.Equal(vias, []string{"bidi", "datagram", "uni"}) {
+			t.Errorf("firefox echo: echoes via %v, want one each of bidi, uni, datagram", vias)
+		}
+	}
+}
+
+func deref(p *string) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
