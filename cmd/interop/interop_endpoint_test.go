@@ -195,11 +195,8 @@ func TestInteropEndpoint(t *testing.T) {
 			t.Run(s.impl+"-"+s.role+"/"+s.testcase, func(t *testing.T) {
 				t.Parallel()
 				other.track(t, rowUnsupported, s.impl+" "+s.role)
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				defer cancel()
-				r := ieNewRoot(t, t.TempDir(), s.role)
-				p := ieStart(t, ctx, bins, nil, r, s)
-				if code := p.wait(); code != 127 {
+				p, code := ieRunAlone(t, bins, s)
+				if code != 127 {
 					t.Errorf("%s %s with TESTCASE=%s: exit code %d, want 127\n%s", s.impl, s.role, s.testcase, code, p.out)
 				}
 			})
@@ -218,11 +215,7 @@ func TestInteropEndpoint(t *testing.T) {
 			t.Run(s.impl+"-"+s.role, func(t *testing.T) {
 				t.Parallel()
 				other.track(t, rowTwoEPs, s.impl+" "+s.role)
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				defer cancel()
-				r := ieNewRoot(t, t.TempDir(), s.role)
-				p := ieStart(t, ctx, bins, nil, r, s)
-				code := p.wait()
+				p, code := ieRunAlone(t, bins, s)
 				const want = "webtransport-go currently doesn't support flow control"
 				if code != 1 || !strings.Contains(p.out.String(), want) {
 					t.Errorf("%s %s with two endpoints: exit code %d, output %q; want 1 and %q", s.impl, s.role, code, p.out, want)
@@ -233,6 +226,16 @@ func TestInteropEndpoint(t *testing.T) {
 
 	t.Logf("interop runner endpoints, test case x pairing (%v in all, build included):\n%s\nsingle endpoints:\n%s",
 		time.Since(start).Round(100*time.Millisecond), results.table("test case"), other.table("check"))
+}
+
+// ieRunAlone runs one endpoint with no peer and no network (for runs that
+// end before networking) and returns it with its exit code.
+func ieRunAlone(t *testing.T, bins *ieBinaries, s ieSpec) (*ieProc, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p := ieStart(t, ctx, bins, nil, ieNewRoot(t, t.TempDir(), s.role), s)
+	return p, p.wait()
 }
 
 // runIECase runs one test case of one pairing in a fresh network
