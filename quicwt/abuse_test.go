@@ -72,7 +72,7 @@ func snapConn(c *conn) connSnap {
 		sn.bidiQ += len(s.bidiQ)
 		sn.uniQ += len(s.uniQ)
 		sn.dgramQueued += s.dgramBytes
-		sn.tracked += len(s.streams)
+		sn.tracked += s.nStreams
 		s.mu.Unlock()
 		sn.dgramDrops += s.DatagramsDropped()
 	}
@@ -898,6 +898,9 @@ func TestAbuseDatagramFlood(t *testing.T) {
 			t.Fatal(err)
 		}
 		sess := <-got
+		// The connection's datagram receiver runs, as it does once any
+		// session on it has called ReceiveDatagram; this one never reads.
+		sess.c.wantDatagrams()
 		h0 := heapNow()
 		limit := sess.c.limits.DatagramQueueBytes
 		peakQ := samplePeak(t, func() int { return ts.snap().dgramQueued })
@@ -1340,9 +1343,13 @@ func TestAbuseRapidReset(t *testing.T) {
 					streams = append(streams, s)
 				}
 				time.Sleep(2 * time.Millisecond) // let the HEADERS leave
-				for _, s := range streams {
+				for i, s := range streams {
+					// Half the streams are only reset (RESET_STREAM): the
+					// server must see that too, not only STOP_SENDING.
 					s.CancelWrite(quic.StreamErrorCode(frames.H3RequestCancelled))
-					s.CancelRead(quic.StreamErrorCode(frames.H3RequestCancelled))
+					if i%2 == 1 {
+						s.CancelRead(quic.StreamErrorCode(frames.H3RequestCancelled))
+					}
 				}
 				opened += len(streams)
 				if actx.Err() != nil {
@@ -1358,6 +1365,12 @@ func TestAbuseRapidReset(t *testing.T) {
 				opened, elapsed.Round(time.Millisecond), handled.Load(), cancelled.Load(), aPeak, sPeak, ts.snap())
 			if handled.Load() < 16 {
 				t.Fatalf("only %d requests reached the handler: the attack did not happen", handled.Load())
+			}
+			waitUntil(t, 10*time.Second, "the handlers to end", func() bool { return active.Load() == 0 })
+			// Every request was reset: every handler must have seen its
+			// context canceled, none should have run its full 1-2 s.
+			if c, h := cancelled.Load(), handled.Load(); c != h {
+				t.Errorf("%d of %d handlers saw r.Context() canceled; the peer reset every request", c, h)
 			}
 			if aPeak > 2*maxStreams {
 				t.Errorf("%d handlers ran at once for requests the peer had reset; the server advertised %d streams", aPeak, maxStreams)

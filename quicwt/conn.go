@@ -3,6 +3,7 @@ package quicwt
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -15,14 +16,20 @@ import (
 
 	"github.com/quicwt/quicwt/frames"
 	"github.com/quicwt/quicwt/settings"
+	"github.com/quicwt/quicwt/varint"
 )
 
 // conn is the HTTP/3 + WebTransport state machine of one QUIC connection,
-// shared by the server and client sides. Per connection it runs four
-// goroutines: the unidirectional and bidirectional stream acceptors, the
-// datagram receiver and the reader of the peer's control stream (plus one
-// per peer QPACK stream, if the peer opens them). Each session adds one
-// goroutine reading its CONNECT stream.
+// shared by the server and client sides. Per connection it runs three
+// goroutines: the unidirectional and bidirectional stream acceptors and the
+// reader of the peer's control stream (plus one per peer QPACK stream, if
+// the peer opens them), and a fourth, the datagram receiver, from the first
+// call of ReceiveDatagram on one of its sessions (until then quic-go's own
+// queue holds what arrives, as for any quic-go application). Each session
+// adds one goroutine reading its CONNECT stream. A WebTransport stream
+// whose header has arrived with it (nearly always) is handed to its
+// session by the acceptor itself; only a request stream, or a stream whose
+// header is late, gets a goroutine.
 type conn struct {
 	qc       qconn
 	isServer bool
@@ -48,7 +55,7 @@ type conn struct {
 	earlyDgrams  int
 	earlyBytes   int
 	earlyTimer   *time.Timer
-	gone         [64]uint64 // recently ended session IDs, a ring
+	gone         []uint64 // recently ended session IDs, a ring of goneRing, made on first use
 	goneN        int
 	critical     [4]bool // peer's control, QPACK encoder, QPACK decoder streams seen (by stream type)
 	goawaySent   bool
@@ -62,6 +69,19 @@ type conn struct {
 	draining     chan struct{} // closed on GOAWAY sent or received
 
 	closeOnce sync.Once
+	onClosed  func() // server: called once when the connection ends
+
+	tlsOnce  sync.Once
+	tlsState *tls.ConnectionState // shared by the requests of the connection
+
+	// The datagram receiver runs while the connection has no session (to
+	// buffer early datagrams and to police quarter stream IDs at once) and
+	// from the first ReceiveDatagram of one of its sessions on. dgramStop
+	// (under mu) is non-nil while it runs.
+	dgramWanted atomic.Bool
+	dgramStop   context.CancelFunc
+	// prefix is scratch space for the stream acceptors (one each).
+	bidiPrefix, uniPrefix [16]byte
 	// dgram cache, touched only by the datagram goroutine
 	lastDgramID   uint64
 	lastDgramSess *Session
@@ -146,8 +166,49 @@ func (c *conn) start() error {
 	c.ctrl = ctrl
 	go c.acceptUniLoop()
 	go c.acceptBidiLoop()
-	go c.datagramLoop()
+	c.mu.Lock()
+	c.startDatagramsLocked()
+	c.mu.Unlock()
 	return nil
+}
+
+// wantDatagrams keeps the datagram receiver running from now on (a
+// session reads datagrams).
+func (c *conn) wantDatagrams() {
+	if c.dgramWanted.Load() {
+		return
+	}
+	c.mu.Lock()
+	c.dgramWanted.Store(true)
+	c.startDatagramsLocked()
+	c.mu.Unlock()
+}
+
+func (c *conn) startDatagramsLocked() {
+	if c.dgramStop != nil || c.closeErr != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.dgramStop = cancel
+	go c.datagramLoop(ctx)
+}
+
+// pauseDatagramsLocked stops the receiver when the first session comes
+// and nobody has asked for datagrams yet: until a session calls
+// ReceiveDatagram they wait in quic-go's queue (and are checked when read),
+// as for any quic-go application, and the connection needs no goroutine
+// for them.
+func (c *conn) pauseDatagramsLocked() {
+	if c.dgramStop != nil && !c.dgramWanted.Load() {
+		c.dgramStop()
+	}
+}
+
+// tls returns the connection's TLS state, read once (it does not change
+// after the handshake) and shared by its requests, as net/http does.
+func (c *conn) tls() *tls.ConnectionState {
+	c.tlsOnce.Do(func() { c.tlsState = c.qc.TLS() })
+	return c.tlsState
 }
 
 // closeWithError sends CONNECTION_CLOSE with an HTTP/3 error code.
@@ -187,6 +248,9 @@ func (c *conn) shutdown(err error) {
 		}
 		c.mu.Unlock()
 		close(c.closed)
+		if c.onClosed != nil {
+			c.onClosed()
+		}
 		var ce *ConnectionError
 		remote := errors.As(err, &ce) && ce.Remote
 		for _, s := range sessions {
@@ -230,6 +294,9 @@ func (c *conn) acceptUniLoop() {
 			c.connGone(err)
 			return
 		}
+		if c.deliverInline(s, c.uniPrefix[:], 0x54, false) {
+			continue
+		}
 		go c.handleUniStream(s)
 	}
 }
@@ -241,8 +308,60 @@ func (c *conn) acceptBidiLoop() {
 			c.connGone(err)
 			return
 		}
+		if c.deliverInline(s, c.bidiPrefix[:], 0x41, true) {
+			continue
+		}
 		go c.handleBidiStream(s)
 	}
+}
+
+// inlineWait bounds how long an acceptor waits for a WebTransport stream
+// header that has not fully arrived with the stream (quic-go has no
+// non-blocking read: a deadline in the past fails even with data buffered).
+const inlineWait = time.Millisecond
+
+// deliverInline reads a WebTransport stream header (signal or stream type
+// wt, two bytes on the wire, then the session ID) that is already there,
+// and hands the stream to its session without a goroutine. It consumes
+// nothing and returns false for anything else (a request, a control
+// stream, a header still on its way), which a goroutine then serves.
+func (c *conn) deliverInline(s receiveStream, b []byte, wt byte, bidi bool) bool {
+	_ = s.SetReadDeadline(time.Now().Add(inlineWait))
+	// On false the goroutine sets its own deadline (HeaderTimeout).
+	n, _ := s.Peek(b[:3])
+	if n < 3 || b[0] != 0x40 || b[1] != wt {
+		return false
+	}
+	l := 2 + varint.LenOfFirstByte(b[2])
+	if l > 3 {
+		if n, _ = s.Peek(b[:l]); n < l {
+			return false
+		}
+	}
+	sid, _, _ := varint.Parse(b[2:l])
+	// The header is there: consume it (a passed deadline would fail even
+	// with the data buffered).
+	_ = s.SetReadDeadline(time.Time{})
+	if n, err := io.ReadFull(s, b[:l]); n < l || err != nil {
+		// Reset between the peek and the read: nothing to deliver.
+		if bidi {
+			s.CancelRead(quic.StreamErrorCode(frames.H3RequestIncomplete))
+			s.(bidiStream).CancelWrite(quic.StreamErrorCode(frames.H3RequestIncomplete))
+		} else {
+			s.CancelRead(quic.StreamErrorCode(frames.H3StreamCreationError))
+		}
+		return true
+	}
+	if !frames.IsSessionID(sid) {
+		c.fail(frames.ErrSessionID)
+		return true
+	}
+	if bidi {
+		c.deliverStream(sid, earlyStream{bidi: s.(bidiStream)})
+	} else {
+		c.deliverStream(sid, earlyStream{uni: s})
+	}
+	return true
 }
 
 // handleUniStream reads a peer unidirectional stream's type (RFC 9114,
@@ -418,8 +537,7 @@ func (c *conn) dropEarlyLocked(sid uint64, e *earlyBuffer) {
 }
 
 func (c *conn) isGoneLocked(sid uint64) bool {
-	n := min(c.goneN, len(c.gone))
-	for i := 0; i < n; i++ {
+	for i := range c.gone {
 		if c.gone[i] == sid {
 			return true
 		}
@@ -441,6 +559,7 @@ func (c *conn) addSession(s *Session) error {
 		return ErrTooManySessions
 	}
 	c.sessions[s.id] = s
+	c.pauseDatagramsLocked()
 	e := c.early[s.id]
 	if e != nil {
 		c.dropEarlyLocked(s.id, e)
@@ -457,13 +576,23 @@ func (c *conn) addSession(s *Session) error {
 	return nil
 }
 
+// goneRing is how many ended session IDs a connection remembers.
+const goneRing = 64
+
 // removeSession forgets an ended session, remembering its ID so that late
 // streams for it are rejected without buffering.
 func (c *conn) removeSession(s *Session) {
 	c.mu.Lock()
 	if c.sessions[s.id] == s {
 		delete(c.sessions, s.id)
-		c.gone[c.goneN%len(c.gone)] = s.id
+		if c.gone == nil {
+			c.gone = make([]uint64, 0, goneRing)
+		}
+		if len(c.gone) < goneRing {
+			c.gone = append(c.gone, s.id)
+		} else {
+			c.gone[c.goneN%goneRing] = s.id
+		}
 		c.goneN++
 	}
 	c.mu.Unlock()
@@ -478,10 +607,19 @@ func (c *conn) session(sid uint64) *Session {
 
 // datagramLoop receives QUIC datagrams and routes each HTTP datagram to its
 // session by quarter stream ID (RFC 9297, Section 2.1).
-func (c *conn) datagramLoop() {
+func (c *conn) datagramLoop(ctx context.Context) {
 	for {
-		b, err := c.qc.ReceiveDatagram(context.Background())
+		b, err := c.qc.ReceiveDatagram(ctx)
 		if err != nil {
+			c.mu.Lock()
+			if ctx.Err() != nil && c.dgramWanted.Load() && c.closeErr == nil {
+				// Paused, but a session asked for datagrams meanwhile.
+				ctx, c.dgramStop = context.WithCancel(context.Background())
+				c.mu.Unlock()
+				continue
+			}
+			c.dgramStop = nil
+			c.mu.Unlock()
 			return
 		}
 		sid, payload, err := frames.ParseDatagram(b)
@@ -626,7 +764,9 @@ func (c *conn) handleControlFrame(t frames.Type, p []byte, first bool) error {
 			c.draft = settings.Negotiate(&c.local, &c.peer)
 		}
 		c.peerDatagrams = c.peer.Enabled(settings.H3Datagram) || c.peer.Enabled(settings.H3DatagramDraft04)
-		c.logger.Debug("peer SETTINGS", "settings", c.peer.String(), "draft", c.draft)
+		if c.logger.Enabled(context.Background(), slog.LevelDebug) {
+			c.logger.Debug("peer SETTINGS", "settings", c.peer.String(), "draft", c.draft)
+		}
 		close(c.settingsDone)
 	case frames.TypeGoaway:
 		id, err := frames.ParseGoaway(p)

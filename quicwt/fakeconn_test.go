@@ -172,6 +172,20 @@ func (s *fakeStream) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+func (s *fakeStream) Peek(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.canceled {
+		return 0, &quic.StreamError{StreamID: s.id, ErrorCode: 0, Remote: false}
+	}
+	return s.r.ReadAt(p, s.r.Size()-int64(s.r.Len()))
+}
+func (s *fakeStream) SetReceiveFinalSizeCallback(f func(int64)) {
+	if f != nil && !s.local {
+		f(s.r.Size()) // the peer's bytes are all there, FIN included
+	}
+}
+func (s *fakeStream) Context() context.Context { return s.f.ctx }
 func (s *fakeStream) CancelRead(c quic.StreamErrorCode) {
 	s.f.recordReset(c)
 	s.mu.Lock()

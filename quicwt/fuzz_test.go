@@ -124,6 +124,7 @@ func runFuzzConnection(t *testing.T, data []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.wantDatagrams() // as if a session read datagrams: they are fuzzed too
 	var uniID, bidiID quic.StreamID = 2, 0
 	for _, r := range parseFuzzInput(data) {
 		switch r.kind {

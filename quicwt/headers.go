@@ -2,6 +2,7 @@ package quicwt
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -161,7 +162,9 @@ func parseRequestFields(fields []qpack.HeaderField) (*requestHead, error) {
 	return h, nil
 }
 
-func (h *requestHead) toRequest() (*http.Request, error) {
+// toRequest builds the request with its context (one allocation of the
+// request: WithContext copies a template that stays on the stack).
+func (h *requestHead) toRequest(ctx context.Context) (*http.Request, error) {
 	u := &url.URL{Scheme: h.scheme, Host: h.authority}
 	if h.path != "" {
 		pu, err := url.ParseRequestURI(h.path)
@@ -176,7 +179,7 @@ func (h *requestHead) toRequest() (*http.Request, error) {
 	if host == "" {
 		host = h.header.Get("host")
 	}
-	r := &http.Request{
+	r := http.Request{
 		Method:     h.method,
 		URL:        u,
 		Proto:      "HTTP/3.0",
@@ -197,7 +200,7 @@ func (h *requestHead) toRequest() (*http.Request, error) {
 	} else if h.method != http.MethodGet && h.method != http.MethodHead && h.method != http.MethodConnect {
 		r.ContentLength = -1
 	}
-	return r, nil
+	return r.WithContext(ctx), nil
 }
 
 // parseResponseFields validates a response header section and returns the

@@ -1,6 +1,7 @@
 package quicwt
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -150,6 +151,7 @@ type requestBody struct {
 	remain uint64 // bytes left in the current DATA frame
 	done   bool
 	err    error
+	cancel context.CancelFunc // the request's context
 }
 
 func (b *requestBody) Read(p []byte) (int, error) {
@@ -201,6 +203,10 @@ func (b *requestBody) fail(err error) error {
 		b.c.fail(err)
 	}
 	b.err = translateStreamErr(err)
+	var se *StreamError
+	if errors.As(b.err, &se) && se.Remote && b.cancel != nil {
+		b.cancel() // the peer reset the request
+	}
 	return b.err
 }
 

@@ -16,7 +16,9 @@ import (
 type receiveStream interface {
 	StreamID() quic.StreamID
 	Read(p []byte) (int, error)
+	Peek(p []byte) (int, error)
 	CancelRead(quic.StreamErrorCode)
+	SetReceiveFinalSizeCallback(func(int64))
 	SetReadDeadline(time.Time) error
 }
 
@@ -28,6 +30,9 @@ type sendStream interface {
 	CancelWrite(quic.StreamErrorCode)
 	SetReliableBoundary()
 	SetWriteDeadline(time.Time) error
+	// Context is canceled when the send side ends: our Close or
+	// CancelWrite, the peer's STOP_SENDING, or the connection's end.
+	Context() context.Context
 }
 
 type bidiStream interface {

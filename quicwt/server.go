@@ -5,12 +5,14 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -148,6 +150,9 @@ func (srv *Server) serveConn(qc qconn) (*conn, error) {
 	}
 	c := newConn(qc, true, srv.Limits, srv.Logger, &local)
 	c.server = srv
+	// Forgotten when it ends, from the connection's shutdown (no
+	// goroutine waiting for it).
+	c.onClosed = func() { srv.forget(c) }
 	srv.mu.Lock()
 	if srv.shutdown {
 		srv.mu.Unlock()
@@ -161,10 +166,6 @@ func (srv *Server) serveConn(qc qconn) (*conn, error) {
 		srv.forget(c)
 		return nil, err
 	}
-	go func() {
-		<-c.closed
-		srv.forget(c)
-	}()
 	return c, nil
 }
 
@@ -263,7 +264,7 @@ wait:
 	defer grace.Stop()
 	for _, s := range closing {
 		select {
-		case <-s.readerDone:
+		case <-s.Closed():
 		case <-grace.C:
 		}
 	}
@@ -308,32 +309,45 @@ func (srv *Server) handleRequestStream(c *conn, s bidiStream, t frames.Type) {
 		c.requestStreamError(s, err)
 		return
 	}
-	req, err := head.toRequest()
-	if err != nil {
-		c.requestStreamError(s, err)
-		return
-	}
-	req.RemoteAddr = c.qc.RemoteAddr()
-	req.TLS = c.qc.TLS()
 	rw := &responseWriter{c: c, str: s, header: make(http.Header)}
-	isWT := req.Method == http.MethodConnect && (head.protocol == "webtransport" || head.protocol == "webtransport-h3")
+	var req *http.Request
+	isWT := head.method == http.MethodConnect && (head.protocol == "webtransport" || head.protocol == "webtransport-h3")
 	if isWT {
-		// The request's context is the session's: it ends with the session.
-		req.Body = http.NoBody
-		sess := srv.prepareSession(c, s, fr, req)
+		// The request's context is the session's: it ends with the
+		// session, and so when the peer resets the CONNECT stream, which
+		// the session's reader watches from now on (before Upgrade too).
+		sess := srv.prepareSession(c, s, fr)
 		if sess == nil {
 			return
 		}
-		req = req.WithContext(sess.ctx)
+		if req, err = head.toRequest(sess.ctx); err != nil {
+			sess.terminate(&SessionError{Cause: err}, false)
+			c.requestStreamError(s, err)
+			return
+		}
+		req.Body = http.NoBody
 		sess.request = req
 		rw.sess = sess
 	} else {
-		ctx, cancel := context.WithCancel(context.Background())
+		// Canceled when the handler returns, when the peer stops or
+		// resets the stream, and when the connection ends.
+		ctx, cancel := context.WithCancel(s.Context())
 		defer cancel()
-		req = req.WithContext(ctx)
-		req.Body = &requestBody{c: c, str: s, fr: fr}
+		if req, err = head.toRequest(ctx); err != nil {
+			c.requestStreamError(s, err)
+			return
+		}
+		body := &requestBody{c: c, str: s, fr: fr, cancel: cancel}
+		req.Body = body
+		watchReset(s, cancel)
 	}
+	req.RemoteAddr = c.qc.RemoteAddr()
+	req.TLS = c.tls()
 	rw.req = req
+	if rw.sess != nil {
+		rw.sess.readerStarted.Store(true)
+		go rw.sess.readCapsules()
+	}
 	srv.runHandler(rw, req)
 	if rw.sess != nil && !rw.upgraded {
 		// Rejected (or ignored) session: discard what was buffered for it.
@@ -353,7 +367,7 @@ func (srv *Server) handleRequestStream(c *conn, s bidiStream, t frames.Type) {
 // prepareSession waits for the client's SETTINGS (drafts forbid handling a
 // WebTransport request before them), checks that a draft was negotiated,
 // and registers a pending session so that early streams reach it.
-func (srv *Server) prepareSession(c *conn, s bidiStream, fr *frameReader, req *http.Request) *Session {
+func (srv *Server) prepareSession(c *conn, s bidiStream, fr *frameReader) *Session {
 	if err := c.waitSettings(context.Background()); err != nil {
 		s.CancelRead(quic.StreamErrorCode(frames.H3RequestRejected))
 		s.CancelWrite(quic.StreamErrorCode(frames.H3RequestRejected))
@@ -527,11 +541,39 @@ func Upgrade(w http.ResponseWriter, r *http.Request) (*Session, error) {
 	}
 	rw.upgraded = true
 	if !sess.state.CompareAndSwap(sessionPending, sessionOpen) {
+		// Ended while the handler ran (the peer closed or reset it, or the
+		// connection ended): the handler path ends our side.
+		sess.writeMu.Lock()
+		_ = sess.str.Close()
+		sess.writeMu.Unlock()
 		return nil, sess.Err()
 	}
-	sess.readerStarted.Store(true)
-	go sess.readCapsules()
 	return sess, nil
+}
+
+// watchReset cancels a request's context when the peer resets the request
+// stream (RESET_STREAM), without a goroutine: quic-go calls back when it
+// learns the stream's final size, from a FIN or a RESET_STREAM; only then
+// is a zero-length read (which never blocks on data and returns the reset
+// error if there was one) needed to tell them apart.
+func watchReset(s bidiStream, cancel context.CancelFunc) {
+	var state atomic.Uint32 // 0 registering, 1 known while registering, 2 armed
+	check := func() {
+		if _, err := s.Read(nil); err != nil && err != io.EOF {
+			cancel()
+		}
+	}
+	s.SetReceiveFinalSizeCallback(func(int64) {
+		if state.CompareAndSwap(0, 1) {
+			return // called from SetReceiveFinalSizeCallback itself
+		}
+		// From quic-go's connection loop, which must not block: Read may
+		// wait for the handler's own Read to return.
+		go check()
+	})
+	if !state.CompareAndSwap(0, 2) {
+		check()
+	}
 }
 
 func unwrapResponseWriter(w http.ResponseWriter) *responseWriter {

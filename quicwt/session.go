@@ -33,6 +33,9 @@ type Session struct {
 
 	dgramHdr    [8]byte
 	dgramHdrLen uint8
+	strHdrLen   uint8 // length of bidiHdr and uniHdr
+	bidiHdr     [10]byte
+	uniHdr      [10]byte
 	state       atomic.Uint32 // sessionPending, sessionOpen, sessionClosed
 
 	writeMu sync.Mutex // serializes writes to the CONNECT stream
@@ -49,13 +52,19 @@ type Session struct {
 	dgramHead  int
 	dgramLen   int
 	dgramBytes int
-	streams    map[quic.StreamID]tracked
+	streams    *streamState // open streams to reset when the session ends, a list
+	nStreams   int
 	// Streams to reset once the peer has seen WT_CLOSE_SESSION.
-	deferredStreams map[quic.StreamID]tracked
+	deferredStreams []tracked
 	deferredQueue   []earlyStream
-	draining        chan struct{}
-	readerDone      chan struct{}
-	onReaderDone    func() // called when the CONNECT stream reader exits
+	// Channels made on demand (most sessions are never drained, and
+	// nobody may ask for Closed): drained and readerExited say whether
+	// they are, or will be made, closed.
+	drainCh      chan struct{}
+	doneCh       chan struct{}
+	drained      bool
+	readerExited bool
+	onReaderDone func() // called when the CONNECT stream reader exits
 
 	dgramDrops    atomic.Uint64
 	readerStarted atomic.Bool
@@ -73,16 +82,43 @@ type tracked interface{ cancel(code ErrorCode) }
 func newSession(c *conn, str bidiStream, draft settings.Draft) *Session {
 	id := uint64(str.StreamID())
 	s := &Session{
-		c:          c,
-		id:         id,
-		str:        str,
-		draft:      draft,
-		draining:   make(chan struct{}),
-		readerDone: make(chan struct{}),
+		c:     c,
+		id:    id,
+		str:   str,
+		draft: draft,
 	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.dgramHdrLen = uint8(len(frames.AppendDatagramHeader(s.dgramHdr[:0], id)))
+	s.strHdrLen = uint8(len(frames.AppendWebTransportBidiHeader(s.bidiHdr[:0], id)))
+	frames.AppendWebTransportUniHeader(s.uniHdr[:0], id)
 	return s
+}
+
+// closedChan is a closed channel, returned for events already past.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// lazyChan returns *ch, making it (closed if done) on first use. Called
+// with the session's mutex held.
+func lazyChan(ch *chan struct{}, done bool) chan struct{} {
+	if *ch == nil {
+		if done {
+			return closedChan
+		}
+		*ch = make(chan struct{})
+	}
+	return *ch
+}
+
+// closeLazy marks a lazy channel done and closes it if it was made.
+// Called with the session's mutex held.
+func closeLazy(ch *chan struct{}, done *bool) {
+	if *done {
+		return
+	}
+	*done = true
+	if *ch != nil {
+		close(*ch)
+	}
 }
 
 // ID returns the session ID: the stream ID of its CONNECT stream.
@@ -111,12 +147,27 @@ func (s *Session) RemoteAddr() string { return s.c.qc.RemoteAddr() }
 // reset, and, for a session opened with Dialer.Dial, its connection was
 // closed. A program about to exit waits on it after CloseWithError so that
 // the close reaches the peer.
-func (s *Session) Closed() <-chan struct{} { return s.readerDone }
+func (s *Session) Closed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return lazyChan(&s.doneCh, s.readerExited)
+}
+
+// readerDone marks the session Closed.
+func (s *Session) readerDone() {
+	s.mu.Lock()
+	closeLazy(&s.doneCh, &s.readerExited)
+	s.mu.Unlock()
+}
 
 // Draining is closed when the peer asks the session to wind down: a
 // WT_DRAIN_SESSION capsule for this session, or GOAWAY on the connection.
 // Streams and datagrams keep working.
-func (s *Session) Draining() <-chan struct{} { return s.draining }
+func (s *Session) Draining() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return lazyChan(&s.drainCh, s.drained)
+}
 
 // DatagramsDropped counts received datagrams dropped because the receive
 // queue (Limits.DatagramQueueBytes) was full.
@@ -130,12 +181,9 @@ func (s *Session) readerRunning() bool {
 	if !s.readerStarted.Load() {
 		return false
 	}
-	select {
-	case <-s.readerDone:
-		return false
-	default:
-		return true
-	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.readerExited
 }
 
 // Err returns the *SessionError the session ended with, or nil while it is
@@ -151,12 +199,8 @@ func (s *Session) Err() error {
 
 func (s *Session) markDraining() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	select {
-	case <-s.draining:
-	default:
-		close(s.draining)
-	}
+	closeLazy(&s.drainCh, &s.drained)
+	s.mu.Unlock()
 }
 
 // wake signals a waiter channel without blocking.
@@ -197,11 +241,9 @@ func (s *Session) enqueue(es earlyStream) {
 func popQueue(q *[]earlyStream, w *chan struct{}) (earlyStream, bool) {
 	if len(*q) > 0 {
 		es := (*q)[0]
-		(*q)[0] = earlyStream{}
-		*q = (*q)[1:]
-		if len(*q) == 0 {
-			*q = nil
-		}
+		n := copy(*q, (*q)[1:])
+		(*q)[n] = earlyStream{}
+		*q = (*q)[:n] // keeps the capacity: no allocation per stream
 		return es, true
 	}
 	if *w == nil {
@@ -320,6 +362,13 @@ func (s *Session) OpenStreamSync(ctx context.Context) (*Stream, error) {
 	if err := s.openCheck(); err != nil {
 		return nil, err
 	}
+	// Most of the time the peer's limit allows the stream at once: no
+	// merged context then.
+	if qs, err := s.c.qc.OpenStream(); err == nil {
+		return s.initBidi(qs)
+	} else if !isStreamLimit(err) {
+		return nil, translateStreamErr(err)
+	}
 	ctx, stop := s.mergeCtx(ctx)
 	defer stop()
 	qs, err := s.c.qc.OpenStreamSync(ctx)
@@ -332,6 +381,11 @@ func (s *Session) OpenStreamSync(ctx context.Context) (*Stream, error) {
 	return s.initBidi(qs)
 }
 
+func isStreamLimit(err error) bool {
+	var sl *quic.StreamLimitReachedError
+	return errors.As(err, &sl)
+}
+
 // mergeCtx returns a context also canceled when the session ends.
 func (s *Session) mergeCtx(ctx context.Context) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -340,8 +394,7 @@ func (s *Session) mergeCtx(ctx context.Context) (context.Context, func()) {
 }
 
 func (s *Session) initBidi(qs bidiStream) (*Stream, error) {
-	var hdr [16]byte
-	if _, err := qs.Write(frames.AppendWebTransportBidiHeader(hdr[:0], s.id)); err != nil {
+	if _, err := qs.Write(s.bidiHdr[:s.strHdrLen]); err != nil {
 		qs.CancelRead(quic.StreamErrorCode(frames.WTSessionGone))
 		return nil, translateStreamErr(err)
 	}
@@ -368,6 +421,11 @@ func (s *Session) OpenUniStreamSync(ctx context.Context) (*SendStream, error) {
 	if err := s.openCheck(); err != nil {
 		return nil, err
 	}
+	if qs, err := s.c.qc.OpenUniStream(); err == nil {
+		return s.initUni(qs)
+	} else if !isStreamLimit(err) {
+		return nil, translateStreamErr(err)
+	}
 	ctx, stop := s.mergeCtx(ctx)
 	defer stop()
 	qs, err := s.c.qc.OpenUniStreamSync(ctx)
@@ -381,8 +439,7 @@ func (s *Session) OpenUniStreamSync(ctx context.Context) (*SendStream, error) {
 }
 
 func (s *Session) initUni(qs sendStream) (*SendStream, error) {
-	var hdr [16]byte
-	if _, err := qs.Write(frames.AppendWebTransportUniHeader(hdr[:0], s.id)); err != nil {
+	if _, err := qs.Write(s.uniHdr[:s.strHdrLen]); err != nil {
 		qs.CancelWrite(quic.StreamErrorCode(frames.WTSessionGone))
 		return nil, translateStreamErr(err)
 	}
@@ -392,23 +449,56 @@ func (s *Session) initUni(qs sendStream) (*SendStream, error) {
 
 // track registers a stream to reset when the session ends. It returns false
 // (and the caller resets the stream) if the session already ended.
-func (s *Session) track(id quic.StreamID, t tracked) bool {
+func (s *Session) track(st *streamState) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closeErr != nil {
 		return false
 	}
-	if s.streams == nil {
-		s.streams = make(map[quic.StreamID]tracked)
+	st.next = s.streams
+	if st.next != nil {
+		st.next.prev = st
 	}
-	s.streams[id] = t
+	s.streams = st
+	st.linked = true
+	s.nStreams++
 	return true
 }
 
-func (s *Session) untrack(id quic.StreamID) {
+func (s *Session) untrack(st *streamState) {
 	s.mu.Lock()
-	delete(s.streams, id)
+	s.unlinkLocked(st)
 	s.mu.Unlock()
+}
+
+func (s *Session) unlinkLocked(st *streamState) {
+	if !st.linked {
+		return
+	}
+	if st.prev != nil {
+		st.prev.next = st.next
+	} else {
+		s.streams = st.next
+	}
+	if st.next != nil {
+		st.next.prev = st.prev
+	}
+	st.prev, st.next, st.linked = nil, nil, false
+	s.nStreams--
+}
+
+// takeStreamsLocked empties the list of tracked streams.
+func (s *Session) takeStreamsLocked() []tracked {
+	if s.nStreams == 0 {
+		return nil
+	}
+	out := make([]tracked, 0, s.nStreams)
+	for s.streams != nil {
+		st := s.streams
+		out = append(out, st.t)
+		s.unlinkLocked(st)
+	}
+	return out
 }
 
 // SendDatagram sends an HTTP datagram on the session (RFC 9297, Section
@@ -487,6 +577,7 @@ func (s *Session) pushDatagram(p []byte) {
 
 // ReceiveDatagram returns the next datagram received on the session.
 func (s *Session) ReceiveDatagram(ctx context.Context) ([]byte, error) {
+	s.c.wantDatagrams()
 	for {
 		s.mu.Lock()
 		if s.dgramLen > 0 {
@@ -592,8 +683,7 @@ func (s *Session) end(e *SessionError, resetConnect, deferResets bool) {
 	}
 	s.closeErr = e
 	s.state.Store(sessionClosed)
-	streams := s.streams
-	s.streams = nil
+	streams := s.takeStreamsLocked()
 	queued := append(s.bidiQ, s.uniQ...)
 	s.bidiQ, s.uniQ = nil, nil
 	s.dgrams, s.dgramLen, s.dgramBytes = nil, 0, 0
@@ -610,11 +700,11 @@ func (s *Session) end(e *SessionError, resetConnect, deferResets bool) {
 	resetAll(streams, queued)
 	s.c.removeSession(s)
 	if !s.readerStarted.Load() {
-		close(s.readerDone) // no reader will: the session never opened
+		s.readerDone() // no reader will: the session never opened
 	}
 }
 
-func resetAll(streams map[quic.StreamID]tracked, queued []earlyStream) {
+func resetAll(streams []tracked, queued []earlyStream) {
 	for _, t := range streams {
 		t.cancel(frames.WTSessionGone)
 	}
@@ -649,11 +739,11 @@ func (s *Session) readCapsules() {
 		if s.onReaderDone != nil {
 			s.onReaderDone()
 		}
-		close(s.readerDone)
+		s.readerDone()
 	}()
 	fr := s.fr
 	s.fr = nil
-	fr.shrink(128)
+	fr.shrink(64)
 	p := frames.CapsuleParser{MaxSize: uint64(s.c.limits.MaxCapsuleSize)}
 	limit := uint64(s.c.limits.MaxControlFrameSize)
 	gotClose := false
@@ -721,11 +811,8 @@ func (s *Session) handleCapsule(cp frames.Capsule) bool {
 			s.resetConnect(frames.CodeOf(err), err)
 			return false
 		}
-		s.terminate(&SessionError{Code: code, Message: string(msg), Remote: true}, false)
 		// Answer with FIN (draft-ietf-webtrans-http3, Section 6).
-		s.writeMu.Lock()
-		_ = s.str.Close()
-		s.writeMu.Unlock()
+		s.endedByPeer(&SessionError{Code: code, Message: string(msg), Remote: true})
 		_ = s.str.SetReadDeadline(time.Now().Add(s.c.limits.CloseTimeout))
 		return true
 	case frames.CapsuleDrainSession:
@@ -748,6 +835,20 @@ func (s *Session) handleCapsule(cp frames.Capsule) bool {
 	return false
 }
 
+// endedByPeer ends the session the peer closed and answers with FIN. A
+// server session still waiting for its handler is answered by the handler
+// path instead (the rejection, or Upgrade, which then finds the session
+// ended), so that the FIN never races the response.
+func (s *Session) endedByPeer(e *SessionError) {
+	pending := s.state.CompareAndSwap(sessionPending, sessionClosed)
+	s.terminate(e, false)
+	if !pending {
+		s.writeMu.Lock()
+		_ = s.str.Close()
+		s.writeMu.Unlock()
+	}
+}
+
 // connectStreamEnded ends the session when the CONNECT stream's receive
 // side ends: a clean FIN is a close with code 0 unless WT_CLOSE_SESSION
 // came first; a FIN inside a capsule is malformed (RFC 9297, Section 3.3).
@@ -766,10 +867,7 @@ func (s *Session) connectStreamEnded(err error, p *frames.CapsuleParser, gotClos
 			return
 		}
 		// Clean end without a capsule: code 0, empty message. Reply with FIN.
-		s.terminate(&SessionError{Remote: true}, false)
-		s.writeMu.Lock()
-		_ = s.str.Close()
-		s.writeMu.Unlock()
+		s.endedByPeer(&SessionError{Remote: true})
 	default:
 		var fe *frames.Error
 		if errors.As(err, &fe) {

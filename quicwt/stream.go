@@ -27,6 +27,11 @@ type streamState struct {
 	id   quic.StreamID
 	done atomic.Uint32
 	all  uint32
+	t    tracked // the wrapper, reset when the session ends
+
+	// The session's list of open streams, guarded by sess.mu.
+	prev, next *streamState
+	linked     bool
 }
 
 func (st *streamState) finish(bit uint32) {
@@ -37,7 +42,7 @@ func (st *streamState) finish(bit uint32) {
 		}
 		if st.done.CompareAndSwap(old, old|bit) {
 			if old|bit == st.all {
-				st.sess.untrack(st.id)
+				st.sess.untrack(st)
 			}
 			return
 		}
@@ -82,8 +87,8 @@ type Stream struct {
 
 func (s *Session) newStream(qs bidiStream) *Stream {
 	str := &Stream{str: qs}
-	str.st = streamState{sess: s, id: qs.StreamID(), all: doneRead | doneWrite}
-	if !s.track(str.st.id, str) {
+	str.st = streamState{sess: s, id: qs.StreamID(), all: doneRead | doneWrite, t: str}
+	if !s.track(&str.st) {
 		str.cancel(frames.WTSessionGone)
 	}
 	return str
@@ -165,8 +170,8 @@ type SendStream struct {
 
 func (s *Session) newSendStream(qs sendStream) *SendStream {
 	str := &SendStream{str: qs}
-	str.st = streamState{sess: s, id: qs.StreamID(), all: doneWrite}
-	if !s.track(str.st.id, str) {
+	str.st = streamState{sess: s, id: qs.StreamID(), all: doneWrite, t: str}
+	if !s.track(&str.st) {
 		str.cancel(frames.WTSessionGone)
 	}
 	return str
@@ -224,8 +229,8 @@ type ReceiveStream struct {
 
 func (s *Session) newReceiveStream(qs receiveStream) *ReceiveStream {
 	str := &ReceiveStream{str: qs}
-	str.st = streamState{sess: s, id: qs.StreamID(), all: doneRead}
-	if !s.track(str.st.id, str) {
+	str.st = streamState{sess: s, id: qs.StreamID(), all: doneRead, t: str}
+	if !s.track(&str.st) {
 		str.cancel(frames.WTSessionGone)
 	}
 	return str
