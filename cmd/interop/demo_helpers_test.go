@@ -236,8 +236,8 @@ type Page struct {
 	ctx  context.Context
 }
 
-// OpenPage opens url in a new tab and waits until the page has read its
-// config (window.quicwtState.configLoaded).
+// OpenPage opens url in a new tab and waits until it has loaded and (for
+// pages with app.js) read its config.
 func (d *ChromiumDriver) OpenPage(t testing.TB, name, url string) (*Page, func()) {
 	t.Helper()
 	ctx, closeTab := d.NewTab(t)
@@ -246,7 +246,7 @@ func (d *ChromiumDriver) OpenPage(t testing.TB, name, url string) (*Page, func()
 	return p, closeTab
 }
 
-// Navigate loads url in the page's tab and waits for its config.
+// Navigate loads url in the page's tab and waits as OpenPage does.
 func (p *Page) Navigate(url string) {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(p.ctx, 20*time.Second)
@@ -254,7 +254,28 @@ func (p *Page) Navigate(url string) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
 		p.t.Fatalf("%s: navigating to %s: %v", p.Name, url, err)
 	}
-	p.WaitJS("window.quicwtState && window.quicwtState.configLoaded", "the page loaded /config.json")
+	// Pages with app.js have read their config once configLoaded is set.
+	p.WaitJS(`document.readyState === "complete" && (typeof initState === "undefined" || window.quicwtState && window.quicwtState.configLoaded)`, "the page loaded")
+}
+
+// FollowLink clicks the link with id, waits for the new page to load and
+// then as Navigate does.
+func (p *Page) FollowLink(id string) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 20*time.Second)
+	defer cancel()
+	if _, err := chromedp.RunResponse(ctx, chromedp.Click(chromedp.ID(id), chromedp.NodeVisible)); err != nil {
+		p.t.Fatalf("%s: following link #%s: %v", p.Name, id, err)
+	}
+	p.WaitJS(`document.readyState === "complete" && (typeof initState === "undefined" || window.quicwtState && window.quicwtState.configLoaded)`, "the page loaded")
+}
+
+// Location returns the page's URL.
+func (p *Page) Location() string {
+	p.t.Helper()
+	var s string
+	p.Eval("location.href", &s)
+	return s
 }
 
 // Do runs chromedp actions on the page, failing the test on error.

@@ -71,7 +71,22 @@ func checkNoPageErrors(t *testing.T, page string, errs []string) {
 func testChromiumCounter(t *testing.T, bin string) {
 	srv := StartDemoServer(t, bin, t.TempDir())
 	br := LaunchChromiumDriver(t)
-	p, _ := br.OpenPage(t, "counter", srv.Page("counter.html"))
+	// The index page (the address the server prints) shows where the
+	// pages connect and the certificate hash; its link leads to the page.
+	p, _ := br.OpenPage(t, "index", srv.PageURL)
+	p.WaitJS(`document.getElementById("cert-hash").textContent.length === 64`, "the index shows the certificate hash")
+	if got := p.Text("wt-url"); got != srv.WTURL {
+		t.Errorf("index shows WebTransport URL %q, want %q", got, srv.WTURL)
+	}
+	if hash := p.Text("cert-hash"); !strings.Contains(srv.Stdout.String(), "SHA-256 (hex):    "+hash) {
+		t.Errorf("index shows certificate hash %q, not the one the server printed:\n%s", hash, srv.Stdout.String())
+	}
+	p.Screenshot("index")
+	p.Name = "counter"
+	p.FollowLink("link-counter")
+	if !strings.HasSuffix(p.Location(), "/counter.html") {
+		t.Fatalf("the Counter link led to %s", p.Location())
+	}
 	var urlValue string
 	p.Eval(`document.getElementById("url").value`, &urlValue)
 	if urlValue != srv.WTURL+"/counter" {
@@ -221,8 +236,15 @@ func testChromiumClicker(t *testing.T, bin string) {
 	p.Screenshot("clicker")
 
 	// Restart the server on the same data dir.
+	stopped := time.Now()
 	srv.Stop(t, 15*time.Second)
+	t.Logf("server stopped in %v", time.Since(stopped).Round(time.Millisecond))
 	p.WaitJS("!window.quicwtState.connected && window.quicwtState.closed !== null", "the page saw the server go away")
+	var closed struct {
+		Closed map[string]any `json:"closed"`
+	}
+	p.Eval("window.quicwtState", &closed)
+	t.Logf("the page saw the session end with %v", closed.Closed)
 	srv2 := StartDemoServer(t, bin, dataDir)
 	p.Navigate(srv2.Page("clicker.html"))
 	p.Type("username", user)
@@ -313,6 +335,11 @@ func testChromiumChat(t *testing.T, bin string) {
 			t.Fatalf("the server never logged carol's leave")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	for _, l := range logLines(srv.Stderr.String(), "endpoint=chat") {
+		if strings.Contains(l, "chat leave") || strings.Contains(l, "session closed") {
+			t.Logf("server: %s", l)
+		}
 	}
 	const sync = "still here"
 	pages["bob"].Type("message", sync+"\r")
