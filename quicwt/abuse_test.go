@@ -69,10 +69,14 @@ func snapConn(c *conn) connSnap {
 	c.mu.Unlock()
 	for _, s := range sessions {
 		s.mu.Lock()
-		sn.bidiQ += len(s.bidiQ)
-		sn.uniQ += len(s.uniQ)
-		sn.dgramQueued += s.dgramBytes
-		sn.tracked += s.nStreams
+		if s.sq != nil {
+			sn.bidiQ += len(s.sq.bidiQ)
+			sn.uniQ += len(s.sq.uniQ)
+		}
+		if s.dq != nil {
+			sn.dgramQueued += s.dq.bytes
+		}
+		sn.tracked += int(s.nStreams)
 		s.mu.Unlock()
 		sn.dgramDrops += s.DatagramsDropped()
 	}

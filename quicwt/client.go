@@ -298,14 +298,18 @@ func (cc *ClientConn) OpenSession(ctx context.Context, rawURL string, h http.Hea
 		}
 		return rsp, nil, &RejectedError{StatusCode: status}
 	}
-	sess.response = rsp
-	sess.fr = fr
+	sess.mu.Lock()
+	sess.rareLocked().response = rsp
+	sess.mu.Unlock()
+	sess.adoptReader(fr)
 	sess.state.Store(sessionOpen)
 	if cc.owned {
 		// A Dial connection lives as long as its session. It is closed only
 		// after the peer ended the CONNECT stream, so that our
 		// WT_CLOSE_SESSION and FIN are delivered first.
-		sess.onReaderDone = func() { cc.Close() }
+		sess.mu.Lock()
+		sess.rareLocked().onReaderDone = func() { cc.Close() }
+		sess.mu.Unlock()
 	}
 	sess.readerStarted.Store(true)
 	go sess.readCapsules()

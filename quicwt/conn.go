@@ -66,7 +66,9 @@ type conn struct {
 	maxRequestID int64 // server: highest request stream ID seen, -1 if none
 	activeReqs   int   // server: requests being handled (plain or pending CONNECT)
 	reqsDone     chan struct{}
-	draining     chan struct{} // closed on GOAWAY sent or received
+	// server: the previous request's authority and path (see internHead)
+	lastAuthority, lastPath string
+	draining                chan struct{} // closed on GOAWAY sent or received
 
 	closeOnce sync.Once
 	onClosed  func() // server: called once when the connection ends

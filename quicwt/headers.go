@@ -188,7 +188,13 @@ func (h *requestHead) toRequest(ctx context.Context) (*http.Request, error) {
 		Host:       host,
 		RequestURI: h.path,
 	}
-	if h.protocol != "" {
+	switch h.protocol {
+	case "":
+	case "webtransport-h3": // constants: not the decoder's copy, kept per session
+		r.Proto = "webtransport-h3"
+	case "webtransport":
+		r.Proto = "webtransport"
+	default:
 		r.Proto = h.protocol
 	}
 	if cl := h.header.Get("content-length"); cl != "" {

@@ -13,7 +13,12 @@ import (
 type frameReader struct {
 	r        io.Reader
 	buf      []byte
-	pos, end int
+	pos, end int32 // buffers are small
+	// A reader with idleSize set drops its buffer when release finds it
+	// empty and waits for the next byte in one; it then reads with a
+	// buffer of idleSize.
+	idleSize uint16
+	one      [1]byte
 }
 
 func newFrameReader(r io.Reader, size int) *frameReader {
@@ -21,8 +26,21 @@ func newFrameReader(r io.Reader, size int) *frameReader {
 }
 
 func (f *frameReader) fill() error {
+	if f.buf == nil {
+		n, err := f.r.Read(f.one[:])
+		if n == 0 {
+			if err == nil {
+				err = io.ErrNoProgress
+			}
+			return err
+		}
+		f.buf = make([]byte, f.idleSize)
+		f.buf[0] = f.one[0]
+		f.pos, f.end = 0, 1
+		return nil
+	}
 	n, err := f.r.Read(f.buf)
-	f.pos, f.end = 0, n
+	f.pos, f.end = 0, int32(n)
 	if n > 0 {
 		return nil
 	}
@@ -32,16 +50,11 @@ func (f *frameReader) fill() error {
 	return err
 }
 
-// shrink replaces a large buffer by one of size n once its buffered bytes
-// fit, so that long-lived readers (one per session) stay small.
-func (f *frameReader) shrink(n int) {
-	if len(f.buf) <= n || f.end-f.pos > n {
-		return
+// release drops an idle reader's buffer when nothing is buffered.
+func (f *frameReader) release() {
+	if f.idleSize > 0 && f.pos == f.end && f.buf != nil {
+		f.buf, f.pos, f.end = nil, 0, 0
 	}
-	b := make([]byte, n)
-	f.end = copy(b, f.buf[f.pos:f.end])
-	f.pos = 0
-	f.buf = b
 }
 
 // ReadByte implements io.ByteReader.
@@ -60,7 +73,7 @@ func (f *frameReader) ReadByte() (byte, error) {
 func (f *frameReader) Read(p []byte) (int, error) {
 	if f.pos < f.end {
 		n := copy(p, f.buf[f.pos:f.end])
-		f.pos += n
+		f.pos += int32(n)
 		return n, nil
 	}
 	return f.r.Read(p)
@@ -75,8 +88,8 @@ func (f *frameReader) chunk(max uint64) ([]byte, error) {
 		}
 	}
 	n := min(uint64(f.end-f.pos), max)
-	b := f.buf[f.pos : f.pos+int(n)]
-	f.pos += int(n)
+	b := f.buf[f.pos : f.pos+int32(n)]
+	f.pos += int32(n)
 	return b, nil
 }
 

@@ -309,6 +309,7 @@ func (srv *Server) handleRequestStream(c *conn, s bidiStream, t frames.Type) {
 		c.requestStreamError(s, err)
 		return
 	}
+	c.internHead(head)
 	rw := &responseWriter{c: c, str: s, header: make(http.Header)}
 	var req *http.Request
 	isWT := head.method == http.MethodConnect && (head.protocol == "webtransport" || head.protocol == "webtransport-h3")
@@ -364,6 +365,24 @@ func (srv *Server) handleRequestStream(c *conn, s bidiStream, t frames.Type) {
 	}
 }
 
+// internHead makes a request's authority and path share the strings of
+// the connection's previous request when they are equal (they nearly
+// always are), so that sessions do not each keep a copy.
+func (c *conn) internHead(h *requestHead) {
+	c.mu.Lock()
+	if h.authority == c.lastAuthority {
+		h.authority = c.lastAuthority
+	} else {
+		c.lastAuthority = h.authority
+	}
+	if h.path == c.lastPath {
+		h.path = c.lastPath
+	} else {
+		c.lastPath = h.path
+	}
+	c.mu.Unlock()
+}
+
 // prepareSession waits for the client's SETTINGS (drafts forbid handling a
 // WebTransport request before them), checks that a draft was negotiated,
 // and registers a pending session so that early streams reach it.
@@ -381,7 +400,7 @@ func (srv *Server) prepareSession(c *conn, s bidiStream, fr *frameReader) *Sessi
 		return nil
 	}
 	sess := newSession(c, s, c.draft)
-	sess.fr = fr
+	sess.adoptReader(fr)
 	if err := c.addSession(sess); err != nil {
 		s.CancelRead(quic.StreamErrorCode(frames.H3RequestRejected))
 		s.CancelWrite(quic.StreamErrorCode(frames.H3RequestRejected))
@@ -531,7 +550,7 @@ func Upgrade(w http.ResponseWriter, r *http.Request) (*Session, error) {
 		return nil, ErrOriginRejected
 	}
 	sess := rw.sess
-	if sess.draft == settings.Draft02 && rw.header.Get("Sec-Webtransport-Http3-Draft") == "" {
+	if sess.Draft() == settings.Draft02 && rw.header.Get("Sec-Webtransport-Http3-Draft") == "" {
 		rw.header.Set("Sec-Webtransport-Http3-Draft", "draft02")
 	}
 	rw.upgrading = true

@@ -19,55 +19,86 @@ import (
 // the CONNECT stream that established it, and the streams and datagrams
 // associated with it. All methods are safe for concurrent use.
 type Session struct {
-	c     *conn
-	id    uint64
-	str   bidiStream   // the CONNECT stream
-	fr    *frameReader // reads the CONNECT stream after the header section
-	draft settings.Draft
+	c   *conn
+	id  uint64
+	str bidiStream // the CONNECT stream
 
-	request  *http.Request  // server side
-	response *http.Response // client side
+	request *http.Request // server side (client side: rare.response)
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
 	dgramHdr    [8]byte
-	dgramHdrLen uint8
-	strHdrLen   uint8 // length of bidiHdr and uniHdr
 	bidiHdr     [10]byte
 	uniHdr      [10]byte
-	state       atomic.Uint32 // sessionPending, sessionOpen, sessionClosed
+	dgramHdrLen uint8
+	strHdrLen   uint8 // length of bidiHdr and uniHdr
+	draft       uint8 // a settings.Draft
+	// Under mu: CloseWithError started; Draining and Closed are (or will
+	// be made) closed.
+	closing, drained, readerExited bool
+
+	state         atomic.Uint32 // sessionPending, sessionOpen, sessionClosed
+	readerStarted atomic.Bool
 
 	writeMu sync.Mutex // serializes writes to the CONNECT stream
 
-	mu         sync.Mutex
-	closeErr   *SessionError
-	closing    bool // CloseWithError started
-	bidiQ      []earlyStream
-	uniQ       []earlyStream
-	bidiWait   chan struct{}
-	uniWait    chan struct{}
-	dgramWait  chan struct{}
-	dgrams     [][]byte // ring buffer of received datagrams
-	dgramHead  int
-	dgramLen   int
-	dgramBytes int
-	streams    *streamState // open streams to reset when the session ends, a list
-	nStreams   int
+	mu       sync.Mutex
+	nStreams int32 // length of streams
+	closeErr *SessionError
+	sq       *streamQueues // incoming streams, made on first use
+	dq       *dgramRing    // received datagrams, made on first use
+	streams  *streamState  // open streams to reset when the session ends, a list
+	rare     *sessionRare  // what few sessions need, made on demand
+
+	// rd reads the CONNECT stream after the header section, in the
+	// session's reader goroutine only. It keeps no buffer while idle.
+	rd frameReader
+}
+
+// streamQueues holds a session's incoming streams until accepted.
+type streamQueues struct {
+	bidiQ    []earlyStream
+	uniQ     []earlyStream
+	bidiWait chan struct{}
+	uniWait  chan struct{}
+}
+
+// queuesLocked returns s.sq, making it. Called with s.mu held.
+func (s *Session) queuesLocked() *streamQueues {
+	if s.sq == nil {
+		s.sq = new(streamQueues)
+	}
+	return s.sq
+}
+
+// dgramRing is a session's queue of received datagrams, a ring buffer.
+type dgramRing struct {
+	wait        chan struct{} // a ReceiveDatagram waits
+	buf         [][]byte
+	head, n     int
+	bytes       int
+	drops       atomic.Uint64
+	dropsBefore uint64 // drops of rings replaced at the session's end
+}
+
+// sessionRare holds a session's rarely used state.
+type sessionRare struct {
+	response *http.Response // client side
+	drainCh  chan struct{}
+	doneCh   chan struct{}
 	// Streams to reset once the peer has seen WT_CLOSE_SESSION.
 	deferredStreams []tracked
 	deferredQueue   []earlyStream
-	// Channels made on demand (most sessions are never drained, and
-	// nobody may ask for Closed): drained and readerExited say whether
-	// they are, or will be made, closed.
-	drainCh      chan struct{}
-	doneCh       chan struct{}
-	drained      bool
-	readerExited bool
-	onReaderDone func() // called when the CONNECT stream reader exits
+	onReaderDone    func() // called when the CONNECT stream reader exits
+}
 
-	dgramDrops    atomic.Uint64
-	readerStarted atomic.Bool
+// rareLocked returns s.rare, making it. Called with s.mu held.
+func (s *Session) rareLocked() *sessionRare {
+	if s.rare == nil {
+		s.rare = new(sessionRare)
+	}
+	return s.rare
 }
 
 const (
@@ -85,7 +116,7 @@ func newSession(c *conn, str bidiStream, draft settings.Draft) *Session {
 		c:     c,
 		id:    id,
 		str:   str,
-		draft: draft,
+		draft: uint8(draft),
 	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.dgramHdrLen = uint8(len(frames.AppendDatagramHeader(s.dgramHdr[:0], id)))
@@ -109,29 +140,49 @@ func lazyChan(ch *chan struct{}, done bool) chan struct{} {
 	return *ch
 }
 
-// closeLazy marks a lazy channel done and closes it if it was made.
-// Called with the session's mutex held.
+// closeLazy marks a lazy channel done and closes it if it was made (ch may
+// be nil). Called with the session's mutex held.
 func closeLazy(ch *chan struct{}, done *bool) {
 	if *done {
 		return
 	}
 	*done = true
-	if *ch != nil {
+	if ch != nil && *ch != nil {
 		close(*ch)
 	}
 }
+
+// adoptReader continues reading the CONNECT stream after the header
+// section, which fr read, with what fr buffered past it.
+func (s *Session) adoptReader(fr *frameReader) {
+	s.rd = frameReader{r: fr.r, idleSize: capsuleBuffer}
+	if fr.pos < fr.end {
+		s.rd.buf = make([]byte, max(capsuleBuffer, int(fr.end-fr.pos)))
+		s.rd.end = int32(copy(s.rd.buf, fr.buf[fr.pos:fr.end]))
+	}
+}
+
+// capsuleBuffer is the CONNECT stream reader's buffer while capsules come.
+const capsuleBuffer = 64
 
 // ID returns the session ID: the stream ID of its CONNECT stream.
 func (s *Session) ID() uint64 { return s.id }
 
 // Draft returns the WebTransport draft negotiated on the connection.
-func (s *Session) Draft() settings.Draft { return s.draft }
+func (s *Session) Draft() settings.Draft { return settings.Draft(s.draft) }
 
 // Request returns the CONNECT request (server side), or nil.
 func (s *Session) Request() *http.Request { return s.request }
 
 // Response returns the CONNECT response (client side), or nil.
-func (s *Session) Response() *http.Response { return s.response }
+func (s *Session) Response() *http.Response {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rare == nil {
+		return nil
+	}
+	return s.rare.response
+}
 
 // Context is canceled when the session ends; context.Cause returns the
 // *SessionError.
@@ -150,13 +201,17 @@ func (s *Session) RemoteAddr() string { return s.c.qc.RemoteAddr() }
 func (s *Session) Closed() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return lazyChan(&s.doneCh, s.readerExited)
+	return lazyChan(&s.rareLocked().doneCh, s.readerExited)
 }
 
 // readerDone marks the session Closed.
 func (s *Session) readerDone() {
 	s.mu.Lock()
-	closeLazy(&s.doneCh, &s.readerExited)
+	var ch *chan struct{}
+	if s.rare != nil {
+		ch = &s.rare.doneCh
+	}
+	closeLazy(ch, &s.readerExited)
 	s.mu.Unlock()
 }
 
@@ -166,12 +221,20 @@ func (s *Session) readerDone() {
 func (s *Session) Draining() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return lazyChan(&s.drainCh, s.drained)
+	return lazyChan(&s.rareLocked().drainCh, s.drained)
 }
 
 // DatagramsDropped counts received datagrams dropped because the receive
 // queue (Limits.DatagramQueueBytes) was full.
-func (s *Session) DatagramsDropped() uint64 { return s.dgramDrops.Load() }
+func (s *Session) DatagramsDropped() uint64 {
+	s.mu.Lock()
+	q := s.dq
+	s.mu.Unlock()
+	if q == nil {
+		return 0
+	}
+	return q.dropsBefore + q.drops.Load()
+}
 
 func (s *Session) isDone() bool { return s.state.Load() == sessionClosed }
 
@@ -199,7 +262,11 @@ func (s *Session) Err() error {
 
 func (s *Session) markDraining() {
 	s.mu.Lock()
-	closeLazy(&s.drainCh, &s.drained)
+	var ch *chan struct{}
+	if s.rare != nil {
+		ch = &s.rare.drainCh
+	}
+	closeLazy(ch, &s.drained)
 	s.mu.Unlock()
 }
 
@@ -222,9 +289,10 @@ func (s *Session) enqueue(es earlyStream) {
 		es.reject(frames.WTSessionGone)
 		return
 	}
-	q, w := &s.uniQ, s.uniWait
+	sq := s.queuesLocked()
+	q, w := &sq.uniQ, sq.uniWait
 	if es.bidi != nil {
-		q, w = &s.bidiQ, s.bidiWait
+		q, w = &sq.bidiQ, sq.bidiWait
 	}
 	if len(*q) >= s.c.limits.MaxIncomingStreamQueue {
 		s.mu.Unlock()
@@ -263,16 +331,17 @@ func (s *Session) accept(ctx context.Context, bidi bool) (earlyStream, error) {
 		var es earlyStream
 		var ok bool
 		var w chan struct{}
+		sq := s.queuesLocked()
 		if bidi {
-			es, ok = popQueue(&s.bidiQ, &s.bidiWait)
-			w = s.bidiWait
-			if ok && len(s.bidiQ) > 0 {
+			es, ok = popQueue(&sq.bidiQ, &sq.bidiWait)
+			w = sq.bidiWait
+			if ok && len(sq.bidiQ) > 0 {
 				wake(w)
 			}
 		} else {
-			es, ok = popQueue(&s.uniQ, &s.uniWait)
-			w = s.uniWait
-			if ok && len(s.uniQ) > 0 {
+			es, ok = popQueue(&sq.uniQ, &sq.uniWait)
+			w = sq.uniWait
+			if ok && len(sq.uniQ) > 0 {
 				wake(w)
 			}
 		}
@@ -492,7 +561,7 @@ func (s *Session) takeStreamsLocked() []tracked {
 	if s.nStreams == 0 {
 		return nil
 	}
-	out := make([]tracked, 0, s.nStreams)
+	out := make([]tracked, 0, int(s.nStreams))
 	for s.streams != nil {
 		st := s.streams
 		out = append(out, st.t)
@@ -555,22 +624,27 @@ func (s *Session) pushDatagram(p []byte) {
 		s.mu.Unlock()
 		return
 	}
-	if s.dgramBytes+len(p) > s.c.limits.DatagramQueueBytes {
+	q := s.dq
+	if q == nil {
+		q = new(dgramRing)
+		s.dq = q
+	}
+	if q.bytes+len(p) > s.c.limits.DatagramQueueBytes {
 		s.mu.Unlock()
-		s.dgramDrops.Add(1)
+		q.drops.Add(1)
 		return
 	}
-	if s.dgramLen == len(s.dgrams) {
-		grown := make([][]byte, max(16, 2*len(s.dgrams)))
-		for i := 0; i < s.dgramLen; i++ {
-			grown[i] = s.dgrams[(s.dgramHead+i)%len(s.dgrams)]
+	if q.n == len(q.buf) {
+		grown := make([][]byte, max(16, 2*len(q.buf)))
+		for i := 0; i < q.n; i++ {
+			grown[i] = q.buf[(q.head+i)%len(q.buf)]
 		}
-		s.dgrams, s.dgramHead = grown, 0
+		q.buf, q.head = grown, 0
 	}
-	s.dgrams[(s.dgramHead+s.dgramLen)%len(s.dgrams)] = p
-	s.dgramLen++
-	s.dgramBytes += len(p)
-	w := s.dgramWait
+	q.buf[(q.head+q.n)%len(q.buf)] = p
+	q.n++
+	q.bytes += len(p)
+	w := q.wait
 	s.mu.Unlock()
 	wake(w)
 }
@@ -580,14 +654,14 @@ func (s *Session) ReceiveDatagram(ctx context.Context) ([]byte, error) {
 	s.c.wantDatagrams()
 	for {
 		s.mu.Lock()
-		if s.dgramLen > 0 {
-			p := s.dgrams[s.dgramHead]
-			s.dgrams[s.dgramHead] = nil
-			s.dgramHead = (s.dgramHead + 1) % len(s.dgrams)
-			s.dgramLen--
-			s.dgramBytes -= len(p)
-			if s.dgramLen > 0 {
-				wake(s.dgramWait)
+		if q := s.dq; q != nil && q.n > 0 {
+			p := q.buf[q.head]
+			q.buf[q.head] = nil
+			q.head = (q.head + 1) % len(q.buf)
+			q.n--
+			q.bytes -= len(p)
+			if q.n > 0 {
+				wake(q.wait)
 			}
 			s.mu.Unlock()
 			return p, nil
@@ -597,10 +671,15 @@ func (s *Session) ReceiveDatagram(ctx context.Context) ([]byte, error) {
 			s.mu.Unlock()
 			return nil, err
 		}
-		if s.dgramWait == nil {
-			s.dgramWait = make(chan struct{}, 1)
+		q := s.dq
+		if q == nil {
+			q = new(dgramRing)
+			s.dq = q
 		}
-		w := s.dgramWait
+		if q.wait == nil {
+			q.wait = make(chan struct{}, 1)
+		}
+		w := q.wait
 		s.mu.Unlock()
 		select {
 		case <-w:
@@ -684,11 +763,18 @@ func (s *Session) end(e *SessionError, resetConnect, deferResets bool) {
 	s.closeErr = e
 	s.state.Store(sessionClosed)
 	streams := s.takeStreamsLocked()
-	queued := append(s.bidiQ, s.uniQ...)
-	s.bidiQ, s.uniQ = nil, nil
-	s.dgrams, s.dgramLen, s.dgramBytes = nil, 0, 0
-	if deferResets {
-		s.deferredStreams, s.deferredQueue = streams, queued
+	var queued []earlyStream
+	if sq := s.sq; sq != nil {
+		queued = append(sq.bidiQ, sq.uniQ...)
+		sq.bidiQ, sq.uniQ = nil, nil
+	}
+	if q := s.dq; q != nil {
+		// Keep the drop count, free the queue.
+		s.dq = &dgramRing{wait: q.wait, dropsBefore: q.dropsBefore + q.drops.Load()}
+	}
+	if deferResets && (len(streams) > 0 || len(queued) > 0) {
+		r := s.rareLocked()
+		r.deferredStreams, r.deferredQueue = streams, queued
 		streams, queued = nil, nil
 	}
 	s.mu.Unlock()
@@ -716,8 +802,12 @@ func resetAll(streams []tracked, queued []earlyStream) {
 // resetDeferred resets the streams whose resets CloseWithError held back.
 func (s *Session) resetDeferred() {
 	s.mu.Lock()
-	streams, queued := s.deferredStreams, s.deferredQueue
-	s.deferredStreams, s.deferredQueue = nil, nil
+	var streams []tracked
+	var queued []earlyStream
+	if r := s.rare; r != nil {
+		streams, queued = r.deferredStreams, r.deferredQueue
+		r.deferredStreams, r.deferredQueue = nil, nil
+	}
 	s.mu.Unlock()
 	resetAll(streams, queued)
 }
@@ -736,18 +826,23 @@ func (s *Session) resetConnect(code ErrorCode, cause error) {
 func (s *Session) readCapsules() {
 	defer func() {
 		s.resetDeferred()
-		if s.onReaderDone != nil {
-			s.onReaderDone()
+		s.mu.Lock()
+		var done func()
+		if s.rare != nil {
+			done = s.rare.onReaderDone
+		}
+		s.mu.Unlock()
+		if done != nil {
+			done()
 		}
 		s.readerDone()
 	}()
-	fr := s.fr
-	s.fr = nil
-	fr.shrink(64)
+	fr := &s.rd
 	p := frames.CapsuleParser{MaxSize: uint64(s.c.limits.MaxCapsuleSize)}
 	limit := uint64(s.c.limits.MaxControlFrameSize)
 	gotClose := false
 	for {
+		fr.release() // between frames, an idle session holds no buffer
 		h, err := frames.ReadHeader(fr, limit)
 		if err != nil {
 			s.connectStreamEnded(err, &p, gotClose)

@@ -137,7 +137,7 @@ func runHold(im impl, spec holdSpec) (*holdResult, error) {
 		heldMu.Unlock()
 	}()
 
-	res := &holdResult{base: snapshot()}
+	res := &holdResult{}
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -162,9 +162,9 @@ func runHold(im impl, spec holdSpec) (*holdResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
+	// The reader of the child's output starts before the base snapshot:
+	// it is the bench's goroutine, not the server's (it blocks on the pipe
+	// until the child writes).
 	lines := make(chan string)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -173,6 +173,11 @@ func runHold(im impl, spec holdSpec) (*holdResult, error) {
 		}
 		close(lines)
 	}()
+	res.base = snapshot()
+	if err := cmd.Start(); err != nil {
+		stdout.Close()
+		return nil, err
+	}
 	defer func() {
 		stdin.Close()
 		done := make(chan struct{})
