@@ -13,6 +13,7 @@ package interop_test
 // $QUICWT_SCREENSHOTS); the test logs their paths.
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -20,6 +21,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
 )
 
 // TestDemo builds quicwt once and runs one subtest per page and browser.
@@ -284,19 +289,18 @@ func (s *chatState) count(name, comment string) int {
 
 // The chat with three pages: each enters (greeted; the others told), a
 // message typed in one page reaches all three, and closing one tab
-// announces its leave exactly once to the two others.
+// announces its leave exactly once to the two others. Then another page
+// is reloaded (it leaves once and enters again) and its renderer crashed
+// (it leaves once more).
 func testChromiumChat(t *testing.T, bin string) {
 	srv := StartDemoServer(t, bin, t.TempDir())
 	br := LaunchChromiumDriver(t)
 	names := []string{"alice", "bob", "carol"}
 	pages := map[string]*Page{}
-	var closeCarol func()
+	closers := map[string]func(){}
 	for _, name := range names {
 		p, closeTab := br.OpenPage(t, "chat-"+name, srv.Page("chat.html"))
-		pages[name] = p
-		if name == "carol" {
-			closeCarol = closeTab
-		}
+		pages[name], closers[name] = p, closeTab
 		p.Type("name", name)
 		p.Connect()
 		p.WaitJS(fmt.Sprintf(`window.quicwtState.chat.some(m => m.name === "server" && m.comment === %q)`, "Hello, "+name), name+" was greeted")
@@ -322,29 +326,19 @@ func testChromiumChat(t *testing.T, bin string) {
 	}
 
 	// carol closes her tab: alice and bob are told once.
-	closeCarol()
+	closers["carol"]()
 	waitChat("alice", "server", "carol has left")
 	waitChat("bob", "server", "carol has left")
-	// Wait until the server has seen carol's session end (the leave
-	// is announced from there) and logged the leave, then sync through
-	// the room with one more message so that a second announcement, had
-	// the server sent one, would be in the pages before counting.
-	deadline := time.Now().Add(10 * time.Second)
-	for len(logLines(srv.Stderr.String(), "chat leave", "name=carol")) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the server never logged carol's leave")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	for _, l := range logLines(srv.Stderr.String(), "endpoint=chat") {
-		if strings.Contains(l, "chat leave") || strings.Contains(l, "session closed") {
-			t.Logf("server: %s", l)
+	// A second announcement, had the server sent one, would come before
+	// a message sent after the first: sync through the room, then count.
+	syncRoom := func(from, text string, to ...string) {
+		t.Helper()
+		pages[from].Type("message", text+"\r")
+		for _, who := range to {
+			waitChat(who, from, text)
 		}
 	}
-	const sync = "still here"
-	pages["bob"].Type("message", sync+"\r")
-	waitChat("alice", "bob", sync)
-	waitChat("bob", "bob", sync)
+	syncRoom("bob", "still here", "alice", "bob")
 	for _, who := range []string{"alice", "bob"} {
 		var st chatState
 		pages[who].State(&st)
@@ -361,10 +355,53 @@ func testChromiumChat(t *testing.T, bin string) {
 			t.Errorf("%s got alice's message %d times, want once", who, n)
 		}
 	}
-	if n := len(logLines(srv.Stderr.String(), "chat leave")); n != 1 {
-		t.Errorf("the server logged %d leaves, want 1 (carol's):\n%s", n, strings.Join(logLines(srv.Stderr.String(), "chat leave"), "\n"))
-	}
 	pages["alice"].Screenshot("chat-alice-after-leave")
+
+	// bob reloads his page: he leaves (once) and enters again.
+	pages["bob"].Do("reload", chromedp.Reload())
+	pages["bob"].WaitJS(`window.quicwtState && window.quicwtState.configLoaded && !window.quicwtState.connected`, "the reloaded page loaded")
+	waitChat("alice", "server", "bob has left")
+	pages["bob"].Type("name", "bob")
+	pages["bob"].Connect()
+	waitChat("bob", "server", "Hello, bob")
+	waitChat("alice", "server", "bob has entered") // seen before: now look at the count
+	pages["alice"].WaitJS(`window.quicwtState.chat.filter(m => m.name === "server" && m.comment === "bob has entered").length === 2`, "alice heard bob enter again")
+	syncRoom("bob", "back again", "alice", "bob")
+
+	// bob's page crashes (renderer gone, as when a tab is killed): he
+	// leaves once more.
+	crashed := make(chan struct{})
+	go func() {
+		defer close(crashed)
+		// Page.crash gets no answer (the renderer is gone): the call
+		// ends when bob's tab is closed below (or after 20 s).
+		ctx, cancel := context.WithTimeout(pages["bob"].ctx, 20*time.Second)
+		defer cancel()
+		_, _ = chromedp.Call(ctx, page.Crash, cdp.Empty{})
+	}()
+	pages["alice"].WaitJS(`window.quicwtState.chat.filter(m => m.name === "server" && m.comment === "bob has left").length >= 2`, "alice heard bob leave again")
+	closers["bob"]()
+	<-crashed
+	syncRoom("alice", "alone now", "alice")
+	var st chatState
+	pages["alice"].State(&st)
+	checkNoPageErrors(t, "chat alice", st.Errors)
+	for _, c := range []struct {
+		comment string
+		want    int
+	}{{"bob has entered", 2}, {"bob has left", 2}, {"carol has entered", 1}, {"carol has left", 1}, {"alice has left", 0}} {
+		if n := st.count("server", c.comment); n != c.want {
+			t.Errorf("alice got %q %d times, want %d", c.comment, n, c.want)
+		}
+	}
+	leaves := logLines(srv.Stderr.String(), "chat leave")
+	if len(leaves) != 3 {
+		t.Errorf("the server logged %d leaves, want 3 (carol closed, bob reloaded, bob crashed):\n%s", len(leaves), strings.Join(leaves, "\n"))
+	}
+	for _, l := range logLines(srv.Stderr.String(), "endpoint=chat", "session closed") {
+		t.Logf("server: %s", l)
+	}
+	pages["alice"].Screenshot("chat-alice-at-end")
 }
 
 // testFirefoxPage opens the counter or echo page in Firefox ESR with
