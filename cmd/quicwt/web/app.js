@@ -200,26 +200,35 @@ function guard(fn) {
 // autotest is a test hook for browsers that have no driver here
 // (cmd/interop runs Firefox ESR this way). It acts only on a page opened
 // with ?autotest=<report URL>: the page then connects by itself, clicks
-// each button of steps ([id, check] pairs) in turn, waiting at most 10 s
-// until check() is true, and POSTs window.quicwtState as JSON to the
-// report URL. Without the parameter it does nothing.
+// each button of steps ([id, check, retryMs] triples) in turn, waiting
+// until check() is true (at most 10 s; a step with retryMs, such as a
+// datagram that may be lost, is clicked again every retryMs, at most 3
+// times more), and POSTs window.quicwtState as JSON to the report URL.
+// Without the parameter it does nothing.
 async function autotest(steps) {
   const report = new URLSearchParams(location.search).get("autotest");
   if (!report) return;
   const st = window.quicwtState;
-  const until = async (check, what) => {
-    for (const end = Date.now() + 10000; !check();) {
-      if (Date.now() > end) throw new Error("autotest: timeout waiting for " + what);
+  // until resolves true once check() holds, false after ms.
+  const until = async (check, ms) => {
+    for (const end = Date.now() + ms; !check();) {
+      if (Date.now() > end) return false;
       await new Promise((r) => setTimeout(r, 20));
     }
+    return true;
   };
   try {
     $("connect").click();
-    await until(() => st.connected || st.errors.length > 0, "connect");
+    if (!await until(() => st.connected || st.errors.length > 0, 10000)) throw new Error("autotest: timeout waiting to connect");
     if (!st.connected) throw new Error("autotest: not connected");
-    for (const [id, check] of steps) {
-      $(id).click();
-      await until(check, id);
+    for (const [id, check, retryMs] of steps) {
+      for (let n = 0; ; n++) {
+        $(id).click();
+        const last = !retryMs || n === 3;
+        if (await until(check, last ? 10000 : retryMs)) break;
+        if (last) throw new Error("autotest: timeout waiting after clicking " + id);
+        log("autotest: no answer yet, clicking " + id + " again");
+      }
     }
   } catch (e) {
     error(e);
