@@ -23,10 +23,11 @@ import (
 // shared by the server and client sides. Per connection it runs three
 // goroutines: the unidirectional and bidirectional stream acceptors and the
 // reader of the peer's control stream (plus one per peer QPACK stream, if
-// the peer opens them), and a fourth, the datagram receiver, from the first
-// call of ReceiveDatagram on one of its sessions (until then quic-go's own
-// queue holds what arrives, as for any quic-go application). Each session
-// adds one goroutine reading its CONNECT stream. A WebTransport stream
+// the peer opens them), and a fourth, the datagram receiver, while the
+// connection has no session and from the first call of ReceiveDatagram on
+// one of its sessions on (in between quic-go's own queue holds what
+// arrives, as for any quic-go application). Each session adds one
+// goroutine reading its CONNECT stream. A WebTransport stream
 // whose header has arrived with it (nearly always) is handed to its
 // session by the acceptor itself; only a request stream, or a stream whose
 // header is late, gets a goroutine.

@@ -649,7 +649,11 @@ func (s *Session) pushDatagram(p []byte) {
 	wake(w)
 }
 
-// ReceiveDatagram returns the next datagram received on the session.
+// ReceiveDatagram returns the next datagram received on the session. The
+// connection reads datagrams from quic-go's queue from the first call of
+// ReceiveDatagram on any of its sessions on; until then (once it has a
+// session) they wait in that queue, which holds 128 and drops beyond, as
+// for a quic-go application that does not read them.
 func (s *Session) ReceiveDatagram(ctx context.Context) ([]byte, error) {
 	s.c.wantDatagrams()
 	for {
