@@ -316,8 +316,8 @@ func (p *Page) WaitJS(expr, what string) {
 // ClickUntil clicks the element with id and waits until expr is truthy.
 // For a click that sends a datagram (unreliable: it or its reply may be
 // lost), pass retry > 0: the click is repeated every retry, up to 4
-// times, while expr stays false.
-func (p *Page) ClickUntil(id, expr, what string, retry time.Duration) {
+// times, while expr stays false. It returns the number of clicks.
+func (p *Page) ClickUntil(id, expr, what string, retry time.Duration) int {
 	p.t.Helper()
 	for attempt := 0; retry > 0 && attempt < 4; attempt++ {
 		p.Click(id)
@@ -325,12 +325,16 @@ func (p *Page) ClickUntil(id, expr, what string, retry time.Duration) {
 		_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(20*time.Millisecond)))
 		cancel()
 		if err == nil {
-			return
+			return attempt + 1
 		}
 		p.t.Logf("%s: not yet %s %v after clicking #%s; clicking again", p.Name, what, retry, id)
 	}
 	p.Click(id)
 	p.WaitJS(expr, what)
+	if retry > 0 {
+		return 5
+	}
+	return 1
 }
 
 // Eval evaluates expr and decodes its JSON value into v.
