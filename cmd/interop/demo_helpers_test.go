@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -194,13 +195,27 @@ func LaunchChromiumDriver(t testing.TB) *ChromiumDriver {
 		time.Sleep(20 * time.Millisecond)
 	}
 	actx, acancel := remote.NewAllocator(context.Background(), ws, remote.NoModifyURL)
-	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf), chromedp.WithErrorf(func(f string, a ...any) { t.Logf("chromedp: "+f, a...) }))
-	if err := chromedp.Do(ctx); err != nil { // connect and attach the first tab
+	// chromedp's goroutines may log while the test ends: t.Logf then
+	// would panic, so the logger goes quiet when the cleanup starts.
+	var quiet atomic.Bool
+	logf := func(f string, a ...any) {
+		if !quiet.Load() {
+			t.Logf("chromedp: "+f, a...)
+		}
+	}
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(logf), chromedp.WithErrorf(logf))
+	watchdog := time.AfterFunc(30*time.Second, cancel) // bounds the attach below
+	err := chromedp.Do(ctx)                            // connect and attach the first tab
+	if !watchdog.Stop() {
+		err = fmt.Errorf("not attached within 30s (%v)", err)
+	}
+	if err != nil {
 		cancel()
 		acancel()
 		t.Fatalf("attaching chromedp to chromium at %s: %v", ws, err)
 	}
 	t.Cleanup(func() {
+		quiet.Store(true)
 		cancel()
 		acancel()
 	})
@@ -215,7 +230,12 @@ func (d *ChromiumDriver) NewTab(t testing.TB) (ctx context.Context, close func()
 	// Open the tab with the tab's own context: the tab's event handling
 	// lives in the context of the first Run, so that must not be a
 	// shorter-lived child (like those with timeouts in Page's methods).
-	if err := chromedp.Do(ctx); err != nil {
+	watchdog := time.AfterFunc(20*time.Second, cancel)
+	err := chromedp.Do(ctx)
+	if !watchdog.Stop() {
+		err = fmt.Errorf("no tab within 20s (%v)", err)
+	}
+	if err != nil {
 		cancel()
 		t.Fatalf("opening a tab: %v", err)
 	}
