@@ -268,11 +268,33 @@ wait:
 		case <-grace.C:
 		}
 	}
+	// A peer that has just answered WT_CLOSE_SESSION may still be handing
+	// the close to its application (Chromium reports "connection lost"
+	// instead of the close code when CONNECTION_CLOSE arrives within the
+	// same moment). Let the peers close their connections first, for at
+	// most shutdownLinger (even when ctx has expired: that is how a
+	// shutdown with sessions still open gets here).
+	if len(closing) > 0 {
+		linger := time.NewTimer(shutdownLinger)
+		defer linger.Stop()
+	lingering:
+		for _, c := range conns {
+			select {
+			case <-c.closed:
+			case <-linger.C:
+				break lingering
+			}
+		}
+	}
 	for _, c := range conns {
 		c.closeWithError(frames.H3NoError, "server shutting down")
 	}
 	return err
 }
+
+// shutdownLinger bounds how long Shutdown waits, after the sessions it
+// closed have ended, for the peers to close their connections themselves.
+const shutdownLinger = 100 * time.Millisecond
 
 // handleRequestStream serves a client-initiated bidirectional stream whose
 // first varint, t, is a frame type: an HTTP/3 request (RFC 9114, Section 4).

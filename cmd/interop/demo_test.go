@@ -36,6 +36,7 @@ func TestDemo(t *testing.T) {
 	t.Run("ChromiumChat", func(t *testing.T) { testChromiumChat(t, bin) })
 	t.Run("FirefoxCounter", func(t *testing.T) { testFirefoxPage(t, bin, "counter") })
 	t.Run("FirefoxEcho", func(t *testing.T) { testFirefoxPage(t, bin, "echo") })
+	t.Run("ChromiumShutdown", func(t *testing.T) { testChromiumShutdown(t, bin) })
 }
 
 // pageReply is one entry of the counter page's replies or the echo
@@ -463,4 +464,29 @@ func deref(p *string) any {
 		return nil
 	}
 	return *p
+}
+
+// testChromiumShutdown stops the server (SIGTERM: GOAWAY, drain, then the
+// sessions still open are closed) with a page connected, several times:
+// each time the page must see the close code and reason, not a lost
+// connection (Chromium reports the latter when CONNECTION_CLOSE follows the
+// session's close too closely).
+func testChromiumShutdown(t *testing.T, bin string) {
+	br := LaunchChromiumDriver(t)
+	const rounds = 5
+	for i := range rounds {
+		srv := StartDemoServer(t, bin, t.TempDir())
+		p, closeTab := br.OpenPage(t, "echo", srv.Page("echo.html"))
+		p.Connect()
+		srv.Stop(t, 15*time.Second)
+		p.WaitJS("window.quicwtState.closed !== null", "the page saw the session end")
+		var st struct {
+			Closed map[string]any `json:"closed"`
+		}
+		p.State(&st)
+		if st.Closed["code"] != float64(0) || st.Closed["reason"] != "server shutting down" {
+			t.Errorf("round %d of %d: the page saw the session end with %v, want code 0 and reason \"server shutting down\"", i+1, rounds, st.Closed)
+		}
+		closeTab()
+	}
 }
