@@ -176,18 +176,43 @@ func testStalled(t *testing.T, opts chatOptions, n int, paced bool) {
 	s := joinChat(t, d, "stuck", false) // never accepts a stream
 	s.send(map[string]string{"command": "enter", "name": "stuck"})
 	a.expect("server", "stuck has entered")
-	b := joinChat(t, d, "bob", true) // reads; its messages are not checked
+	b := joinChat(t, d, "bob", true) // reads; paced, the sender waits for its copy of each comment
 	b.send(map[string]string{"command": "enter", "name": "bob"})
 	a.expect("server", "bob has entered")
 
 	start := time.Now()
 	next := make(chan struct{}, 1)
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	t.Cleanup(func() { close(stop); <-stopped })
+	// bobGot waits until bob has received his own comment i: paced, both
+	// readers keep up, so only the stuck member's queue can fill.
+	bobGot := func(i int) bool {
+		for {
+			select {
+			case m := <-b.in:
+				if m.Name == "bob" && m.Comment == fmt.Sprintf("m%d", i) {
+					return true
+				}
+			case <-stop:
+				return false
+			case <-time.After(15 * time.Second):
+				t.Errorf("bob did not receive his comment m%d", i)
+				return false
+			}
+		}
+	}
 	go func() {
+		defer close(stopped)
 		for i := 0; i < n; i++ {
 			if paced && i > 0 {
 				select {
 				case <-next:
+				case <-stop:
+					return
 				case <-time.After(15 * time.Second):
+					return
+				}
+				if !bobGot(i - 1) {
 					return
 				}
 			}
