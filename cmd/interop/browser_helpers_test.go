@@ -237,18 +237,26 @@ user_pref("toolkit.telemetry.server", "");
 user_pref("toolkit.telemetry.unified", false);
 `
 
-// LaunchFirefox opens url in headless Firefox ESR with a fresh profile.
-// extraEnv is added to the environment (for example MOZ_LOG=...).
-func LaunchFirefox(t testing.TB, url string, extraEnv ...string) *Browser {
+// newFirefoxProfile makes a home directory with a fresh Firefox profile
+// (firefoxPrefs) in it, removed after the test.
+func newFirefoxProfile(t testing.TB) (home, profile string) {
 	t.Helper()
-	home := t.TempDir()
-	profile := filepath.Join(home, "profile")
+	home = t.TempDir()
+	profile = filepath.Join(home, "profile")
 	if err := os.MkdirAll(profile, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(profile, "user.js"), []byte(firefoxPrefs), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return home, profile
+}
+
+// LaunchFirefox opens url in headless Firefox ESR with a fresh profile.
+// extraEnv is added to the environment (for example MOZ_LOG=...).
+func LaunchFirefox(t testing.TB, url string, extraEnv ...string) *Browser {
+	t.Helper()
+	home, profile := newFirefoxProfile(t)
 	env := browserEnv(t, home, append([]string{"MOZ_REMOTE_SETTINGS_DEVTOOLS=1", "MOZ_CRASHREPORTER_DISABLE=1"}, extraEnv...)...)
 	args := []string{"--headless", "--no-remote", "--profile", profile, url}
 	return startBrowser(t, "firefox", FirefoxBinary, args, env)

@@ -13,8 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"regexp"
 	"sync"
 	"testing"
@@ -55,14 +53,7 @@ type bidiMessage struct {
 // stopped in t.Cleanup.
 func LaunchFirefoxBiDi(t testing.TB) *FirefoxBiDi {
 	t.Helper()
-	home := t.TempDir()
-	profile := filepath.Join(home, "profile")
-	if err := os.MkdirAll(profile, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(profile, "user.js"), []byte(firefoxPrefs), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	home, profile := newFirefoxProfile(t)
 	env := browserEnv(t, home, "MOZ_REMOTE_SETTINGS_DEVTOOLS=1", "MOZ_CRASHREPORTER_DISABLE=1")
 	args := []string{"--headless", "--no-remote", "--profile", profile, "--remote-debugging-port=0", "--remote-allow-origins=http://127.0.0.1", "about:blank"}
 	b := startBrowser(t, "firefox", FirefoxBinary, args, env)
