@@ -66,7 +66,6 @@ type conn struct {
 	maxPushID    int64 // server: the client's MAX_PUSH_ID, -1 if none
 	maxRequestID int64 // server: highest request stream ID seen, -1 if none
 	activeReqs   int   // server: requests being handled (plain or pending CONNECT)
-	reqsDone     chan struct{}
 	// server: the previous request's authority and path (see internHead)
 	lastAuthority, lastPath string
 	draining                chan struct{} // closed on GOAWAY sent or received

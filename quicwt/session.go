@@ -320,7 +320,9 @@ func popQueue(q *[]earlyStream, w *chan struct{}) (earlyStream, bool) {
 	return earlyStream{}, false
 }
 
-func (s *Session) accept(ctx context.Context, bidi bool) (earlyStream, error) {
+// accept takes the session's next incoming stream of one kind; without
+// wait it returns errWouldBlock at once when none is queued.
+func (s *Session) accept(ctx context.Context, bidi, wait bool) (earlyStream, error) {
 	for {
 		s.mu.Lock()
 		if s.closeErr != nil {
@@ -350,7 +352,7 @@ func (s *Session) accept(ctx context.Context, bidi bool) (earlyStream, error) {
 			return es, nil
 		}
 		s.mu.Unlock()
-		if ctx == nil {
+		if !wait {
 			return earlyStream{}, errWouldBlock
 		}
 		select {
@@ -366,7 +368,7 @@ var errWouldBlock = errors.New("quicwt: no stream ready")
 
 // AcceptStream waits for the peer's next bidirectional stream.
 func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
-	es, err := s.accept(ctx, true)
+	es, err := s.accept(ctx, true, true)
 	if err != nil {
 		return nil, err
 	}
@@ -376,7 +378,7 @@ func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
 // TryAcceptStream returns the next bidirectional stream if one is waiting,
 // without blocking; ok is false when none is.
 func (s *Session) TryAcceptStream() (str *Stream, ok bool) {
-	es, err := s.accept(nil, true)
+	es, err := s.accept(context.Background(), true, false)
 	if err != nil {
 		return nil, false
 	}
@@ -385,7 +387,7 @@ func (s *Session) TryAcceptStream() (str *Stream, ok bool) {
 
 // AcceptUniStream waits for the peer's next unidirectional stream.
 func (s *Session) AcceptUniStream(ctx context.Context) (*ReceiveStream, error) {
-	es, err := s.accept(ctx, false)
+	es, err := s.accept(ctx, false, true)
 	if err != nil {
 		return nil, err
 	}
@@ -395,7 +397,7 @@ func (s *Session) AcceptUniStream(ctx context.Context) (*ReceiveStream, error) {
 // TryAcceptUniStream returns the next unidirectional stream if one is
 // waiting, without blocking.
 func (s *Session) TryAcceptUniStream() (str *ReceiveStream, ok bool) {
-	es, err := s.accept(nil, false)
+	es, err := s.accept(context.Background(), false, false)
 	if err != nil {
 		return nil, false
 	}

@@ -30,7 +30,6 @@ import (
 type config struct {
 	rounds      int
 	scaleRounds int
-	quick       bool
 	only        map[string]bool
 	impls       []impl
 	sz          sizes

@@ -115,15 +115,6 @@ func (r *ieResults) table(corner string) string {
 	return b.String()
 }
 
-func ieContains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // ieCert writes a certificate and key with `quicwt cert` once, as the
 // runner's cert.pem and priv.key.
 func ieCert(t *testing.T, bins *ieBinaries) (certPEM, keyPEM []byte) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"time"
@@ -143,11 +142,6 @@ func (o outcome) connCode() (frames.ErrorCode, bool) {
 		return frames.ErrorCode(ae.ErrorCode), true
 	}
 	return 0, false
-}
-
-func (o outcome) timedOut() bool {
-	var ne net.Error
-	return errors.As(o.err, &ne) && ne.Timeout()
 }
 
 // stopSending returns the STOP_SENDING the server sent on s, if any.
