@@ -289,9 +289,32 @@ func (c *conn) connGone(err error) {
 	c.shutdown(translateConnErr(err))
 }
 
+// waitHandshake, at a server, waits until the QUIC handshake has completed
+// before a client stream is served. A connection from an early listener is
+// served (our control stream and SETTINGS go out as 0.5-RTT data) before
+// the client is verified, and nothing the client sent in 0-RTT (which
+// could be a replay) may be acted on until then. quic-go reports the
+// handshake complete before it processes any 1-RTT packet, so a stream
+// accepted before that came in 0-RTT; for every other stream this does not
+// block. A client's connection is dialed with its handshake complete.
+func (c *conn) waitHandshake() error {
+	if !c.isServer {
+		return nil
+	}
+	select {
+	case <-c.qc.HandshakeComplete():
+		return nil
+	case <-c.qc.Context().Done():
+		return context.Cause(c.qc.Context())
+	}
+}
+
 func (c *conn) acceptUniLoop() {
 	for {
 		s, err := c.qc.AcceptUniStream(context.Background())
+		if err == nil {
+			err = c.waitHandshake()
+		}
 		if err != nil {
 			c.connGone(err)
 			return
@@ -306,6 +329,9 @@ func (c *conn) acceptUniLoop() {
 func (c *conn) acceptBidiLoop() {
 	for {
 		s, err := c.qc.AcceptStream(context.Background())
+		if err == nil {
+			err = c.waitHandshake()
+		}
 		if err != nil {
 			c.connGone(err)
 			return

@@ -125,6 +125,10 @@ func (f *fakeConn) TLS() *tls.ConnectionState { return &tls.ConnectionState{} }
 func (f *fakeConn) LocalAddr() string         { return "127.0.0.1:443" }
 func (f *fakeConn) RemoteAddr() string        { return "127.0.0.1:50000" }
 func (f *fakeConn) peerClose(err error)       { f.cancel(err) }
+
+// HandshakeComplete: a fake connection's handshake is always complete.
+func (f *fakeConn) HandshakeComplete() <-chan struct{} { return closedChan }
+
 func (f *fakeConn) recordReset(c quic.StreamErrorCode) {
 	f.mu.Lock()
 	f.resets = append(f.resets, c)

@@ -385,7 +385,7 @@ func startServerOn(t testing.TB, addr string, h http.Handler) *testServer {
 	}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	return &testServer{srv: srv, addr: ln.Addr().String(), hash: hash, ln: ln}
+	return &testServer{srv: srv, addr: ln.Addr().String(), hash: hash}
 }
 
 type netnsEnv struct {

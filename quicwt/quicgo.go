@@ -53,6 +53,9 @@ type qconn interface {
 	ReceiveDatagram(context.Context) ([]byte, error)
 	CloseWithError(quic.ApplicationErrorCode, string) error
 	Context() context.Context
+	// HandshakeComplete is closed when the QUIC handshake has completed
+	// (at once for a connection from a non-early listener or a dial).
+	HandshakeComplete() <-chan struct{}
 	// Peer transport parameters the drafts care about.
 	PeerDatagrams() bool
 	PeerResetStreamAt() bool
@@ -121,6 +124,9 @@ func (q quicGoConn) CloseWithError(code quic.ApplicationErrorCode, msg string) e
 	return q.c.CloseWithError(code, msg)
 }
 func (q quicGoConn) Context() context.Context { return q.c.Context() }
+func (q quicGoConn) HandshakeComplete() <-chan struct{} {
+	return q.c.HandshakeComplete()
+}
 func (q quicGoConn) PeerDatagrams() bool {
 	return q.c.ConnectionState().SupportsDatagrams.Remote
 }

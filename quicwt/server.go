@@ -51,7 +51,7 @@ type Server struct {
 	Settings *settings.Settings
 
 	mu        sync.Mutex
-	listeners map[*quic.Listener]struct{}
+	listeners map[QUICListener]struct{}
 	conns     map[*conn]struct{}
 	shutdown  bool
 	done      chan struct{}
@@ -73,14 +73,17 @@ func (srv *Server) init() {
 	srv.mu.Lock()
 	if srv.conns == nil {
 		srv.conns = make(map[*conn]struct{})
-		srv.listeners = make(map[*quic.Listener]struct{})
+		srv.listeners = make(map[QUICListener]struct{})
 		srv.done = make(chan struct{})
 	}
 	srv.mu.Unlock()
 }
 
 // ListenAndServe listens on srv.Addr (UDP) and serves until Close or
-// Shutdown.
+// Shutdown. It listens with quic.ListenAddrEarly, so that the server's
+// SETTINGS go out with its handshake flight (0.5-RTT) and the client can
+// send its CONNECT as soon as its handshake completes; requests are
+// served only once the handshake has completed (see ServeListener).
 func (srv *Server) ListenAndServe() error {
 	addr := srv.Addr
 	if addr == "" {
@@ -89,17 +92,38 @@ func (srv *Server) ListenAndServe() error {
 	if srv.TLSConfig == nil {
 		return errors.New("quicwt: Server.TLSConfig is required")
 	}
-	ln, err := quic.ListenAddr(addr, TLSConfig(srv.TLSConfig), QUICConfig(srv.QUICConfig))
+	ln, err := quic.ListenAddrEarly(addr, TLSConfig(srv.TLSConfig), QUICConfig(srv.QUICConfig))
 	if err != nil {
 		return err
 	}
-	return srv.Serve(ln)
+	return srv.ServeListener(ln)
 }
+
+// QUICListener is what ServeListener needs of a QUIC listener; both
+// *quic.Listener and *quic.EarlyListener satisfy it.
+type QUICListener interface {
+	Accept(context.Context) (*quic.Conn, error)
+	Addr() net.Addr
+	Close() error
+}
+
+var (
+	_ QUICListener = (*quic.Listener)(nil)
+	_ QUICListener = (*quic.EarlyListener)(nil)
+)
 
 // Serve accepts connections from ln until it fails or the server is closed.
 // The listener must use ALPN h3 and enable datagrams (see TLSConfig and
 // QUICConfig). Serve closes ln when it returns.
-func (srv *Server) Serve(ln *quic.Listener) error {
+func (srv *Server) Serve(ln *quic.Listener) error { return srv.ServeListener(ln) }
+
+// ServeListener is Serve for any QUICListener, in particular a
+// *quic.EarlyListener, which returns connections before their handshake
+// completes: the server then sends its SETTINGS in 0.5-RTT data, but
+// accepts no stream of the client (no request, no control stream) before
+// the handshake has completed, so that nothing a client sent in 0-RTT
+// (which could be replayed) is acted on before the client is verified.
+func (srv *Server) ServeListener(ln QUICListener) error {
 	srv.init()
 	srv.mu.Lock()
 	if srv.shutdown {
@@ -133,7 +157,8 @@ func (srv *Server) Serve(ln *quic.Listener) error {
 }
 
 // ServeQUICConn serves one QUIC connection the caller accepted itself and
-// returns when it ends.
+// returns when it ends. The connection may come from an early listener
+// (see ServeListener).
 func (srv *Server) ServeQUICConn(qc *quic.Conn) error {
 	c, err := srv.serveConn(wrapConn(qc))
 	if err != nil {

@@ -44,7 +44,6 @@ type testServer struct {
 	srv  *Server
 	addr string
 	hash [32]byte
-	ln   *quic.Listener
 }
 
 func (ts *testServer) url(path string) string { return "https://" + ts.addr + path }
@@ -62,13 +61,15 @@ func startServer(t testing.TB, h http.Handler, configure ...func(*Server)) *test
 	for _, f := range configure {
 		f(srv)
 	}
-	ln, err := quic.ListenAddr("127.0.0.1:0", TLSConfig(srv.TLSConfig), QUICConfig(srv.QUICConfig))
+	// An early listener, as ListenAndServe uses (lossy_test.go serves a
+	// plain one).
+	ln, err := quic.ListenAddrEarly("127.0.0.1:0", TLSConfig(srv.TLSConfig), QUICConfig(srv.QUICConfig))
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(ln)
+	go srv.ServeListener(ln)
 	t.Cleanup(func() { srv.Close() })
-	return &testServer{srv: srv, addr: ln.Addr().String(), hash: hash, ln: ln}
+	return &testServer{srv: srv, addr: ln.Addr().String(), hash: hash}
 }
 
 // wtHandler upgrades every request and runs f on the session.

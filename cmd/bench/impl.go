@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -82,7 +83,7 @@ type impl interface {
 	Name() string
 	// Serve runs a server on ln; h runs for each session (raw: each
 	// connection) and may return at once.
-	Serve(ln *quic.Listener, h func(session), o serverOpts) (stop func())
+	Serve(ln listener, h func(session), o serverOpts) (stop func())
 	// Dial makes a new connection and a session with the library's own
 	// dial path (a new UDP socket per dial for all three).
 	Dial(ctx context.Context, addr string) (session, error)
@@ -150,8 +151,21 @@ func clientTLS(pin [32]byte) *tls.Config {
 	}
 }
 
+// listener is a *quic.EarlyListener or a *quic.Listener.
+type listener = quicwt.QUICListener
+
+// earlyListen: the servers of all three listen with quic.ListenAddrEarly
+// (connections returned before the handshake completes, so that the
+// servers' SETTINGS go out as 0.5-RTT data; quicwt's ListenAndServe and
+// http3's do the same), or with quic.ListenAddr when false (-early=false,
+// or QUICWT_BENCH_EARLY=0 for go test -bench).
+var earlyListen = os.Getenv("QUICWT_BENCH_EARLY") != "0"
+
 // listen opens a server listener on a fresh loopback port.
-func listen() (*quic.Listener, error) {
+func listen() (listener, error) {
+	if earlyListen {
+		return quic.ListenAddrEarly("127.0.0.1:0", serverTLS(), quicConfig())
+	}
 	return quic.ListenAddr("127.0.0.1:0", serverTLS(), quicConfig())
 }
 
@@ -187,7 +201,7 @@ func (s rawSession) Close() error    { return s.c.CloseWithError(0, "") }
 func (rawImpl) Name() string  { return "raw" }
 func (rawImpl) RawHold() bool { return true }
 
-func (rawImpl) Serve(ln *quic.Listener, h func(session), _ serverOpts) func() {
+func (rawImpl) Serve(ln listener, h func(session), _ serverOpts) func() {
 	go func() {
 		for {
 			c, err := ln.Accept(context.Background())
@@ -268,7 +282,7 @@ func (quicwtImpl) RawHold() bool { return false }
 
 func quicwtLimits() quicwt.Limits { return quicwt.Limits{MaxSessions: 2000} }
 
-func (quicwtImpl) Serve(ln *quic.Listener, h func(session), _ serverOpts) func() {
+func (quicwtImpl) Serve(ln listener, h func(session), _ serverOpts) func() {
 	srv := &quicwt.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			sess, err := quicwt.Upgrade(w, r)
@@ -281,7 +295,7 @@ func (quicwtImpl) Serve(ln *quic.Listener, h func(session), _ serverOpts) func()
 		CheckOrigin: func(*http.Request) bool { return true },
 		Limits:      quicwtLimits(),
 	}
-	go srv.Serve(ln)
+	go srv.ServeListener(ln)
 	return func() { srv.Close(); ln.Close() }
 }
 
@@ -368,7 +382,7 @@ func wtgoConfig(o serverOpts) *webtransport.Config {
 	return &webtransport.Config{MaxIncomingStreams: 1 << 20, MaxIncomingUniStreams: 1 << 20, MaxIncomingData: 1 << 40}
 }
 
-func (wtgoImpl) Serve(ln *quic.Listener, h func(session), o serverOpts) func() {
+func (wtgoImpl) Serve(ln listener, h func(session), o serverOpts) func() {
 	h3 := &http3.Server{TLSConfig: serverTLS(), QUICConfig: quicConfig()}
 	webtransport.ConfigureHTTP3Server(h3)
 	wts := &webtransport.Server{H3: h3, CheckOrigin: func(*http.Request) bool { return true }, Config: wtgoConfig(o)}

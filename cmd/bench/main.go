@@ -288,6 +288,7 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run")
 	memprofile := flag.String("memprofile", "", "write an allocation profile at the end")
 	flag.StringVar(&gdumpDir, "gdump", "", "write goroutine dumps and in-use heap profiles of held servers (idle, many, scale) to this directory (sets MemProfileRate=1)")
+	flag.BoolVar(&earlyListen, "early", earlyListen, "servers listen with quic.ListenAddrEarly (0.5-RTT SETTINGS); false: quic.ListenAddr")
 	flag.Parse()
 
 	cfg := config{rounds: *rounds, scaleRounds: min(*scaleRounds, *rounds), sz: fullSizes(), progress: os.Stderr}

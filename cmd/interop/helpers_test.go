@@ -125,14 +125,14 @@ func StartQuicwtServer(t testing.TB, host string, cert *Cert, h http.Handler, co
 	for _, f := range configure {
 		f(srv)
 	}
-	ln, err := quic.ListenAddr(net.JoinHostPort(host, "0"), quicwt.TLSConfig(srv.TLSConfig), quicwt.QUICConfig(srv.QUICConfig))
+	ln, err := quic.ListenAddrEarly(net.JoinHostPort(host, "0"), quicwt.TLSConfig(srv.TLSConfig), quicwt.QUICConfig(srv.QUICConfig))
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = srv.Serve(ln)
+		_ = srv.ServeListener(ln)
 	}()
 	t.Cleanup(func() {
 		srv.Close()

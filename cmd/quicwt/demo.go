@@ -37,7 +37,7 @@ type demo struct {
 	cfg     demoConfig
 	log     *slog.Logger
 	wt      *quicwt.Server
-	ln      *quic.Listener
+	ln      *quic.EarlyListener
 	wtAddr  *net.UDPAddr
 	wtURL   string // https://host:port as pages must dial it
 	hashes  certHashes
@@ -84,7 +84,7 @@ func startDemo(cfg demoConfig) (*demo, error) {
 		Limits:      cfg.Limits,
 		Logger:      cfg.Logger.With("component", "quicwt"),
 	}
-	ln, err := quic.ListenAddr(cfg.Addr, quicwt.TLSConfig(d.wt.TLSConfig), quicwt.QUICConfig(cfg.QUIC))
+	ln, err := quic.ListenAddrEarly(cfg.Addr, quicwt.TLSConfig(d.wt.TLSConfig), quicwt.QUICConfig(cfg.QUIC))
 	if err != nil {
 		return nil, fmt.Errorf("WebTransport server: %w", err)
 	}
@@ -103,7 +103,7 @@ func startDemo(cfg demoConfig) (*demo, error) {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		if err := d.wt.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := d.wt.ServeListener(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.serveErr <- fmt.Errorf("WebTransport server: %w", err)
 		}
 	}()

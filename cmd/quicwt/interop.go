@@ -600,13 +600,13 @@ func interopServer(c interopConfig) error {
 		CheckOrigin: func(*http.Request) bool { return true },
 		Logger:      c.log.With("component", "quicwt"),
 	}
-	ln, err := quic.ListenAddr(c.addr, quicwt.TLSConfig(srv.TLSConfig), quicwt.QUICConfig(qc))
+	ln, err := quic.ListenAddrEarly(c.addr, quicwt.TLSConfig(srv.TLSConfig), quicwt.QUICConfig(qc))
 	if err != nil {
 		return err
 	}
 	c.log.Info("listening", "addr", ln.Addr().String(), "testcase", c.testcase)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- srv.ServeListener(ln) }()
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
