@@ -121,7 +121,8 @@ func TestZeroRTTRequestWaitsForHandshake(t *testing.T) {
 	// The delay makes the client's Finished arrive long after its 0-RTT
 	// request.
 	addr := delayProxy(t, ts.addr, 30*time.Millisecond)
-	tc := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{NextProtoH3}, ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+	cache := &notifyingCache{ClientSessionCache: tls.NewLRUClientSessionCache(4), put: make(chan struct{}, 4)}
+	tc := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{NextProtoH3}, ClientSessionCache: cache}
 	ctx := testCtx(t)
 
 	// First connection: get a session ticket.
@@ -136,6 +137,11 @@ func TestZeroRTTRequestWaitsForHandshake(t *testing.T) {
 		t.Fatalf("first CONNECT: status %d, reset %v", st, code)
 	}
 	<-got
+	select {
+	case <-cache.put:
+	case <-ctx.Done():
+		t.Fatal("no session ticket")
+	}
 	qc.CloseWithError(0, "")
 
 	// Second connection: control stream and CONNECT in 0-RTT.
@@ -166,5 +172,21 @@ func TestZeroRTTRequestWaitsForHandshake(t *testing.T) {
 	}
 	if r := <-got; !r.complete {
 		t.Fatal("a request sent in 0-RTT reached the handler before the handshake completed")
+	}
+}
+
+// notifyingCache signals each session ticket it stores.
+type notifyingCache struct {
+	tls.ClientSessionCache
+	put chan struct{}
+}
+
+func (c *notifyingCache) Put(key string, cs *tls.ClientSessionState) {
+	c.ClientSessionCache.Put(key, cs)
+	if cs != nil {
+		select {
+		case c.put <- struct{}{}:
+		default:
+		}
 	}
 }
