@@ -91,6 +91,10 @@ type sessionRare struct {
 	deferredStreams []tracked
 	deferredQueue   []earlyStream
 	onReaderDone    func() // called when the CONNECT stream reader exits
+	// The close CloseWithError is sending: the session's end, even when
+	// the peer's answer (FIN, or a reset) is seen before CloseWithError
+	// records it.
+	localClose *SessionError
 }
 
 // rareLocked returns s.rare, making it. Called with s.mu held.
@@ -716,7 +720,11 @@ func (s *Session) writeCapsules(capsules []byte, fin bool) error {
 	_, err := s.str.Write(b)
 	_ = s.str.SetWriteDeadline(time.Time{})
 	if err == nil && fin {
-		err = s.str.Close()
+		// Close fails only on a stream whose sending was already cut: by
+		// the peer's STOP_SENDING, which may be its answer to the capsule
+		// just written (webtransport-go answers that fast). What was
+		// written stands; there is nothing more to report.
+		_ = s.str.Close()
 	}
 	return err
 }
@@ -735,8 +743,10 @@ func (s *Session) CloseWithError(code uint32, msg string) error {
 		return nil
 	}
 	s.closing = true
-	s.mu.Unlock()
 	msg = frames.TruncateCloseMessage(msg)
+	local := &SessionError{Code: code, Message: msg}
+	s.rareLocked().localClose = local
+	s.mu.Unlock()
 	werr := s.writeCapsules(frames.AppendCloseSession(nil, code, msg), true)
 	// quic-go sends control frames (RESET_STREAM, STOP_SENDING) ahead of
 	// stream data, so resetting the session's streams now would put the
@@ -744,7 +754,7 @@ func (s *Session) CloseWithError(code uint32, msg string) error {
 	// "Connection lost" instead of the code and message. The resets wait
 	// for the peer's FIN on the CONNECT stream (its answer to the capsule)
 	// or the close timeout: the reader goroutine does them when it exits.
-	s.end(&SessionError{Code: code, Message: msg}, false, s.readerRunning())
+	s.end(local, false, s.readerRunning())
 	// Give the peer time to end its side, then stop reading.
 	_ = s.str.SetReadDeadline(time.Now().Add(s.c.limits.CloseTimeout))
 	if werr != nil && !errors.Is(werr, io.EOF) {
@@ -765,6 +775,11 @@ func (s *Session) end(e *SessionError, resetConnect, deferResets bool) {
 	if s.closeErr != nil {
 		s.mu.Unlock()
 		return
+	}
+	if e.Remote && s.closing && s.rare != nil && s.rare.localClose != nil {
+		// The peer's answer to our WT_CLOSE_SESSION overtook
+		// CloseWithError: the session ended with our close.
+		e = s.rare.localClose
 	}
 	s.closeErr = e
 	s.state.Store(sessionClosed)
