@@ -63,6 +63,33 @@ func (st *streamState) writeErr(err error) error {
 	return st.translate(err)
 }
 
+// readDone and writeDone pass a quic-go Read's or Write's result through,
+// translating an error (so that each wrapper's Read and Write is one call).
+func (st *streamState) readDone(n int, err error) (int, error) {
+	if err != nil {
+		err = st.readErr(err)
+	}
+	return n, err
+}
+
+func (st *streamState) writeDone(n int, err error) (int, error) {
+	if err != nil {
+		err = st.writeErr(err)
+	}
+	return n, err
+}
+
+// tryWriteDone turns TryWriteAll's result into TryWrite's.
+func (st *streamState) tryWriteDone(err error) (bool, error) {
+	if err == quic.ErrWouldBlock {
+		return false, nil
+	}
+	if err != nil {
+		return false, st.writeErr(err)
+	}
+	return true, nil
+}
+
 // translate returns the session's end for streams reset because of it,
 // and a *StreamError otherwise.
 func (st *streamState) translate(err error) error {
@@ -103,36 +130,15 @@ func (s *Stream) cancel(code ErrorCode) {
 func (s *Stream) StreamID() int64 { return int64(s.st.id) }
 
 // Read reads stream data (io.Reader).
-func (s *Stream) Read(p []byte) (int, error) {
-	n, err := s.str.Read(p)
-	if err != nil {
-		err = s.st.readErr(err)
-	}
-	return n, err
-}
+func (s *Stream) Read(p []byte) (int, error) { return s.st.readDone(s.str.Read(p)) }
 
 // Write writes stream data (io.Writer).
-func (s *Stream) Write(p []byte) (int, error) {
-	n, err := s.str.Write(p)
-	if err != nil {
-		err = s.st.writeErr(err)
-	}
-	return n, err
-}
+func (s *Stream) Write(p []byte) (int, error) { return s.st.writeDone(s.str.Write(p)) }
 
 // TryWrite queues all of p if the stream's flow control and buffers allow
 // it at once, without blocking; otherwise it writes nothing and returns
 // false. Useful for broadcasts that must never wait for one slow peer.
-func (s *Stream) TryWrite(p []byte) (bool, error) {
-	err := s.str.TryWriteAll(p)
-	if err == quic.ErrWouldBlock {
-		return false, nil
-	}
-	if err != nil {
-		return false, s.st.writeErr(err)
-	}
-	return true, nil
-}
+func (s *Stream) TryWrite(p []byte) (bool, error) { return s.st.tryWriteDone(s.str.TryWriteAll(p)) }
 
 // Close ends the write side cleanly (FIN).
 func (s *Stream) Close() error {
@@ -183,25 +189,10 @@ func (s *SendStream) cancel(code ErrorCode) { s.str.CancelWrite(quic.StreamError
 func (s *SendStream) StreamID() int64 { return int64(s.st.id) }
 
 // Write writes stream data.
-func (s *SendStream) Write(p []byte) (int, error) {
-	n, err := s.str.Write(p)
-	if err != nil {
-		err = s.st.writeErr(err)
-	}
-	return n, err
-}
+func (s *SendStream) Write(p []byte) (int, error) { return s.st.writeDone(s.str.Write(p)) }
 
 // TryWrite is Stream.TryWrite for a unidirectional stream.
-func (s *SendStream) TryWrite(p []byte) (bool, error) {
-	err := s.str.TryWriteAll(p)
-	if err == quic.ErrWouldBlock {
-		return false, nil
-	}
-	if err != nil {
-		return false, s.st.writeErr(err)
-	}
-	return true, nil
-}
+func (s *SendStream) TryWrite(p []byte) (bool, error) { return s.st.tryWriteDone(s.str.TryWriteAll(p)) }
 
 // Close ends the stream cleanly (FIN).
 func (s *SendStream) Close() error {
@@ -242,13 +233,7 @@ func (s *ReceiveStream) cancel(code ErrorCode) { s.str.CancelRead(quic.StreamErr
 func (s *ReceiveStream) StreamID() int64 { return int64(s.st.id) }
 
 // Read reads stream data.
-func (s *ReceiveStream) Read(p []byte) (int, error) {
-	n, err := s.str.Read(p)
-	if err != nil {
-		err = s.st.readErr(err)
-	}
-	return n, err
-}
+func (s *ReceiveStream) Read(p []byte) (int, error) { return s.st.readDone(s.str.Read(p)) }
 
 // CancelRead asks the peer to stop sending with a 32-bit application code.
 func (s *ReceiveStream) CancelRead(code uint32) {

@@ -204,6 +204,19 @@ func (c *interopConfig) writeProtocol(proto string) error {
 	return os.WriteFile(filepath.Join(c.downloads, "negotiated_protocol.txt"), []byte(proto), 0o644)
 }
 
+// readGet reads a whole request stream and parses its GET.
+func readGet(r io.Reader) (string, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return "", fmt.Errorf("failed to read request: %w", err)
+	}
+	name, err := parseGet(data)
+	if err != nil {
+		return "", fmt.Errorf("failed to parse request: %w", err)
+	}
+	return name, nil
+}
+
 func parseGet(data []byte) (string, error) {
 	if !bytes.HasPrefix(data, []byte(getPrefix)) {
 		return "", errors.New("unexpected data, missing GET prefix")
@@ -250,16 +263,10 @@ func (c *interopConfig) serveFiles(sess *quicwt.Session, endpoint string) {
 				return
 			}
 			wg.Go(func() {
-				data, err := io.ReadAll(s)
+				name, err := readGet(s)
 				if err != nil {
 					s.CancelRead(1234)
-					log.Error("failed to read request", "err", err)
-					return
-				}
-				name, err := parseGet(data)
-				if err != nil {
-					s.CancelRead(1234)
-					log.Error("failed to parse request", "err", err)
+					log.Error(err.Error())
 					return
 				}
 				defer s.Close()
@@ -282,14 +289,9 @@ func (c *interopConfig) serveFiles(sess *quicwt.Session, endpoint string) {
 				return
 			}
 			wg.Go(func() {
-				data, err := io.ReadAll(s)
+				name, err := readGet(s)
 				if err != nil {
-					log.Error("failed to read request", "err", err)
-					return
-				}
-				name, err := parseGet(data)
-				if err != nil {
-					log.Error("failed to parse request", "err", err)
+					log.Error(err.Error())
 					return
 				}
 				out, err := sess.OpenUniStreamSync(ctx)
