@@ -328,9 +328,36 @@ func (p *Page) WaitJS(expr, what string) {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(p.ctx, 15*time.Second)
 	defer cancel()
-	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(20*time.Millisecond))); err != nil {
+	if err := pollJS(ctx, expr); err != nil {
 		p.t.Fatalf("%s: waiting until %s (%s): %v\npage state: %s", p.Name, what, expr, err, p.stateForError())
 	}
+}
+
+// pollJS polls expr until it is truthy or ctx ends. A navigation to
+// another origin moves the tab to a new renderer process and destroys the
+// JavaScript context a poll started in ("Cannot find context with
+// specified id", "Execution context was destroyed"); the poll then starts
+// again in the new one.
+func pollJS(ctx context.Context, expr string) error {
+	for {
+		_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(20*time.Millisecond)))
+		if err == nil || ctx.Err() != nil || !contextGone(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// contextGone reports whether err says the page's JavaScript context went
+// away under a running evaluation (a navigation), which a retry survives.
+func contextGone(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "Cannot find context with specified id") ||
+		strings.Contains(s, "Execution context was destroyed")
 }
 
 // ClickUntil clicks the element with id and waits until expr is truthy.
@@ -342,7 +369,7 @@ func (p *Page) ClickUntil(id, expr, what string, retry time.Duration) int {
 	for attempt := 0; retry > 0 && attempt < 4; attempt++ {
 		p.Click(id)
 		ctx, cancel := context.WithTimeout(p.ctx, retry)
-		_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(20*time.Millisecond)))
+		err := pollJS(ctx, expr)
 		cancel()
 		if err == nil {
 			return attempt + 1
