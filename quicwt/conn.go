@@ -73,8 +73,8 @@ type conn struct {
 	closeOnce sync.Once
 	onClosed  func() // server: called once when the connection ends
 
-	tlsOnce  sync.Once
-	tlsState *tls.ConnectionState // shared by the requests of the connection
+	stateOnce sync.Once
+	qstate    connState // see state
 
 	// The datagram receiver runs while the connection has no session (to
 	// buffer early datagrams and to police quarter stream IDs at once) and
@@ -206,11 +206,25 @@ func (c *conn) pauseDatagramsLocked() {
 	}
 }
 
-// tls returns the connection's TLS state, read once (it does not change
-// after the handshake) and shared by its requests, as net/http does.
-func (c *conn) tls() *tls.ConnectionState {
-	c.tlsOnce.Do(func() { c.tlsState = c.qc.TLS() })
-	return c.tlsState
+// connState is what the state machine reads of a QUIC connection's state.
+type connState struct {
+	peerDatagrams bool                 // the peer's max_datagram_frame_size (RFC 9221)
+	tls           *tls.ConnectionState // server: shared by the requests, as net/http does
+}
+
+// state returns the connection's state, read once after the handshake (it
+// does not change then): quic-go builds it under the TLS handshake's lock,
+// a few microseconds on the setup path each time.
+func (c *conn) state() *connState {
+	c.stateOnce.Do(func() {
+		dg, ts := c.qc.State()
+		c.qstate.peerDatagrams = dg
+		if c.isServer {
+			t := ts // only the server's copy escapes
+			c.qstate.tls = &t
+		}
+	})
+	return &c.qstate
 }
 
 // closeWithError sends CONNECTION_CLOSE with an HTTP/3 error code.
@@ -783,7 +797,7 @@ func (c *conn) handleControlFrame(t frames.Type, p []byte, first bool) error {
 		if err := c.peer.Parse(p); err != nil {
 			return err
 		}
-		if err := c.peer.Validate(c.qc.PeerDatagrams()); err != nil {
+		if err := c.peer.Validate(c.state().peerDatagrams); err != nil {
 			return err
 		}
 		if c.isServer {

@@ -390,7 +390,7 @@ func (srv *Server) handleRequestStream(c *conn, s bidiStream, t frames.Type) {
 		watchReset(s, cancel)
 	}
 	req.RemoteAddr = c.qc.RemoteAddr()
-	req.TLS = c.tls()
+	req.TLS = c.state().tls
 	rw.req = req
 	if rw.sess != nil {
 		rw.sess.readerStarted.Store(true)
