@@ -45,6 +45,9 @@ type conn struct {
 	settingsDone  chan struct{} // closed once the peer's SETTINGS are in peer
 	draft         settings.Draft
 	peerDatagrams bool // the peer enabled HTTP datagrams (RFC 9297, Section 2.1.1)
+	// peerDatagramTP: the peer sent max_datagram_frame_size (RFC 9221),
+	// read by start, before the goroutines (see start).
+	peerDatagramTP bool
 
 	closed   chan struct{}
 	closeErr error // set before closed is closed
@@ -73,8 +76,8 @@ type conn struct {
 	closeOnce sync.Once
 	onClosed  func() // server: called once when the connection ends
 
-	stateOnce sync.Once
-	qstate    connState // see state
+	tlsOnce  sync.Once
+	tlsState *tls.ConnectionState // shared by the requests of the connection
 
 	// The datagram receiver runs while the connection has no session (to
 	// buffer early datagrams and to police quarter stream IDs at once) and
@@ -156,6 +159,12 @@ func defaultSettings(server bool) settings.Settings {
 // streams: our decoder's table capacity is 0 and our encoder never uses the
 // dynamic table (RFC 9204, Section 4.2).
 func (c *conn) start() error {
+	// quic-go builds its ConnectionState (hundreds of bytes, copied
+	// twice) under the TLS handshake's lock: read here, on the caller's
+	// goroutine (the accept loop or the dialer), so that the control
+	// stream's reader keeps a small stack (growing it cost about 10 µs
+	// of every setup).
+	c.peerDatagramTP = c.qc.PeerDatagrams()
 	ctrl, err := c.qc.OpenUniStream()
 	if err != nil {
 		return err
@@ -206,25 +215,11 @@ func (c *conn) pauseDatagramsLocked() {
 	}
 }
 
-// connState is what the state machine reads of a QUIC connection's state.
-type connState struct {
-	peerDatagrams bool                 // the peer's max_datagram_frame_size (RFC 9221)
-	tls           *tls.ConnectionState // server: shared by the requests, as net/http does
-}
-
-// state returns the connection's state, read once after the handshake (it
-// does not change then): quic-go builds it under the TLS handshake's lock,
-// a few microseconds on the setup path each time.
-func (c *conn) state() *connState {
-	c.stateOnce.Do(func() {
-		dg, ts := c.qc.State()
-		c.qstate.peerDatagrams = dg
-		if c.isServer {
-			t := ts // only the server's copy escapes
-			c.qstate.tls = &t
-		}
-	})
-	return &c.qstate
+// tls returns the connection's TLS state, read once (it does not change
+// after the handshake) and shared by its requests, as net/http does.
+func (c *conn) tls() *tls.ConnectionState {
+	c.tlsOnce.Do(func() { c.tlsState = c.qc.TLS() })
+	return c.tlsState
 }
 
 // closeWithError sends CONNECTION_CLOSE with an HTTP/3 error code.
@@ -797,7 +792,7 @@ func (c *conn) handleControlFrame(t frames.Type, p []byte, first bool) error {
 		if err := c.peer.Parse(p); err != nil {
 			return err
 		}
-		if err := c.peer.Validate(c.state().peerDatagrams); err != nil {
+		if err := c.peer.Validate(c.peerDatagramTP); err != nil {
 			return err
 		}
 		if c.isServer {

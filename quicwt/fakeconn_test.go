@@ -118,11 +118,12 @@ func (f *fakeConn) CloseWithError(code quic.ApplicationErrorCode, msg string) er
 	f.cancel(&quic.ApplicationError{ErrorCode: code, ErrorMessage: msg})
 	return nil
 }
-func (f *fakeConn) Context() context.Context           { return f.ctx }
-func (f *fakeConn) State() (bool, tls.ConnectionState) { return true, tls.ConnectionState{} }
-func (f *fakeConn) LocalAddr() string                  { return "127.0.0.1:443" }
-func (f *fakeConn) RemoteAddr() string                 { return "127.0.0.1:50000" }
-func (f *fakeConn) peerClose(err error)                { f.cancel(err) }
+func (f *fakeConn) Context() context.Context  { return f.ctx }
+func (f *fakeConn) PeerDatagrams() bool       { return true }
+func (f *fakeConn) TLS() *tls.ConnectionState { return &tls.ConnectionState{} }
+func (f *fakeConn) LocalAddr() string         { return "127.0.0.1:443" }
+func (f *fakeConn) RemoteAddr() string        { return "127.0.0.1:50000" }
+func (f *fakeConn) peerClose(err error)       { f.cancel(err) }
 
 // HandshakeComplete: a fake connection's handshake is always complete.
 func (f *fakeConn) HandshakeComplete() <-chan struct{} { return closedChan }

@@ -56,10 +56,11 @@ type qconn interface {
 	// HandshakeComplete is closed when the QUIC handshake has completed
 	// (at once for a connection from a non-early listener or a dial).
 	HandshakeComplete() <-chan struct{}
-	// State returns the connection's state after the handshake: the
-	// peer's datagram transport parameter and the TLS state. quic-go
-	// builds it under the TLS handshake's lock; conn.state reads it once.
-	State() (peerDatagrams bool, tls tls.ConnectionState)
+	// PeerDatagrams reports the peer's max_datagram_frame_size transport
+	// parameter (known once the connection is accepted or dialed).
+	PeerDatagrams() bool
+	// TLS returns the TLS state (complete after the handshake).
+	TLS() *tls.ConnectionState
 	LocalAddr() string
 	RemoteAddr() string
 }
@@ -127,9 +128,12 @@ func (q quicGoConn) Context() context.Context { return q.c.Context() }
 func (q quicGoConn) HandshakeComplete() <-chan struct{} {
 	return q.c.HandshakeComplete()
 }
-func (q quicGoConn) State() (bool, tls.ConnectionState) {
-	st := q.c.ConnectionState()
-	return st.SupportsDatagrams.Remote, st.TLS
+func (q quicGoConn) PeerDatagrams() bool {
+	return q.c.ConnectionState().SupportsDatagrams.Remote
+}
+func (q quicGoConn) TLS() *tls.ConnectionState {
+	st := q.c.ConnectionState().TLS
+	return &st
 }
 func (q quicGoConn) LocalAddr() string  { return q.c.LocalAddr().String() }
 func (q quicGoConn) RemoteAddr() string { return q.c.RemoteAddr().String() }

@@ -390,7 +390,7 @@ func (srv *Server) handleRequestStream(c *conn, s bidiStream, t frames.Type) {
 		watchReset(s, cancel)
 	}
 	req.RemoteAddr = c.qc.RemoteAddr()
-	req.TLS = c.state().tls
+	req.TLS = c.tls()
 	rw.req = req
 	if rw.sess != nil {
 		rw.sess.readerStarted.Store(true)

@@ -596,7 +596,7 @@ func (s *Session) SendDatagram(p []byte) error {
 		if errors.As(err, &tl) {
 			return &DatagramTooLargeError{Max: max(0, int(tl.MaxDatagramPayloadSize)-int(s.dgramHdrLen))}
 		}
-		if !s.c.state().peerDatagrams {
+		if !s.c.peerDatagramTP {
 			return ErrDatagramsDisabled
 		}
 		return translateConnErr(err)
