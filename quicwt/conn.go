@@ -23,10 +23,10 @@ import (
 // shared by the server and client sides. Per connection it runs three
 // goroutines: the unidirectional and bidirectional stream acceptors and the
 // reader of the peer's control stream (plus one per peer QPACK stream, if
-// the peer opens them), and a fourth, the datagram receiver, while the
-// connection has no session and from the first call of ReceiveDatagram on
-// one of its sessions on (in between quic-go's own queue holds what
-// arrives, as for any quic-go application). Each session adds one
+// the peer opens them), and a fourth, the datagram receiver, at a server
+// while the connection has no session, and on both sides from the first
+// call of ReceiveDatagram on one of its sessions on (until then quic-go's
+// own queue holds what arrives, as for any quic-go application). Each session adds one
 // goroutine reading its CONNECT stream. A WebTransport stream
 // whose header has arrived with it (nearly always) is handed to its
 // session by the acceptor itself; only a request stream, or a stream whose
@@ -177,9 +177,15 @@ func (c *conn) start() error {
 	c.ctrl = ctrl
 	go c.acceptUniLoop()
 	go c.acceptBidiLoop()
-	c.mu.Lock()
-	c.startDatagramsLocked()
-	c.mu.Unlock()
+	if c.isServer {
+		// A client has no use for the receiver before its first session
+		// reads datagrams: it buffers nothing for unknown sessions (it
+		// knows its own), so until then datagrams wait in quic-go's
+		// queue and are checked when read.
+		c.mu.Lock()
+		c.startDatagramsLocked()
+		c.mu.Unlock()
+	}
 	return nil
 }
 
