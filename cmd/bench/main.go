@@ -105,8 +105,12 @@ func run(cfg config) *results {
 			if w.scale && round >= cfg.scaleRounds {
 				continue
 			}
-			for j := range cfg.impls {
-				im := cfg.impls[(j+round)%len(cfg.impls)]
+			reps := 1
+			if w.reps > 0 {
+				reps = w.reps
+			}
+			for k := 0; k < reps*len(cfg.impls); k++ {
+				im := cfg.impls[(k+round)%len(cfg.impls)]
 				runtime.GC()
 				time.Sleep(100 * time.Millisecond)
 				t0 := time.Now()
@@ -366,8 +370,8 @@ func workloadNames() string {
 
 func methodNote(cfg config) string {
 	sz := cfg.sz
-	return fmt.Sprintf(`Cells: median [min..max] over the rounds (n); ratios are of medians. Sizes: bulk %d MiB; echo %d streams of 1 KiB; %d datagrams of %d B; %d setups; idle %d connections; many 1+%d sessions on one connection; scale-conns %d connections; scale-multi %d x %d sessions.
-Memory: server-side differences of runtime.MemStats.HeapAlloc (after two runtime.GC), of StackInuse (goroutine stacks, not in the heap: stack rows) and of runtime.NumGoroutine, between a snapshot before the client process starts and one while it holds its sessions; the clients run in a child process (this binary re-executed) that reports its own differences the same way (cli rows). raw holds one open stream per connection (many: per extra stream). Setup for raw is the QUIC handshake alone; setups/s is 500 / the whole loop, each setup followed by the implementation's close (raw: CONNECTION_CLOSE at once; quicwt and webtransport-go: the session's close, whose handshake overlaps the next setup), while mean/p50/p99 ms time the setups alone; scale-multi established/s for raw counts stream opens (not comparable).
+	return fmt.Sprintf(`Cells: median [min..max] over the runs (n): one per round, three per round for the short echo and setup workloads (implementations alternating); ratios are of medians. Sizes: bulk %d MiB; echo %d streams of 1 KiB; %d datagrams of %d B; %d setups; idle %d connections; many 1+%d sessions on one connection; scale-conns %d connections; scale-multi %d x %d sessions.
+Memory: server-side differences of runtime.MemStats.HeapAlloc (after two runtime.GC), of StackInuse (goroutine stacks, not in the heap: stack rows) and of runtime.NumGoroutine, between a snapshot before the client process starts and one while it holds its sessions; the clients run in a child process (this binary re-executed) that reports its own differences the same way (cli rows). raw holds one open stream per connection (many: per extra stream). Setup for raw is the QUIC handshake alone (setup-req: the handshake and a 1-byte stream echo, what any protocol pays that answers a request after the handshake); setups/s is 500 / the whole loop, each setup followed by the implementation's close (raw: CONNECTION_CLOSE at once; quicwt and webtransport-go: the session's close, whose handshake overlaps the next setup), while mean/p50/p99 ms time the setups alone; scale-multi established/s for raw counts stream opens (not comparable).
 Datagrams: client to server; delivered/s = datagrams received and verified by the server application / time from the first send to the last receipt; loss = 1 - received/sent; layer drops = quicwt's Session.DatagramsDropped (n/a for webtransport-go).
 `, sz.bulkBytes>>20, sz.echoStreams, sz.dgrams, sz.dgramSize, sz.setups, sz.idleConns, sz.manySessions, sz.scaleConns, sz.scaleMultiC, sz.scaleMultiS)
 }

@@ -125,4 +125,31 @@ func BenchmarkSetup(b *testing.B) {
 			}
 		})
 	}
+	// The floor for any protocol that answers a request after the
+	// handshake, as WebTransport's CONNECT is: raw quic-go's handshake
+	// plus one 1-byte stream echo (the setup-req workload).
+	b.Run("impl=raw+echo", func(b *testing.B) {
+		clientPin = serverCert().hash
+		ln, err := listen()
+		if err != nil {
+			b.Fatal(err)
+		}
+		stop := rawImpl{}.Serve(ln, echoOneServer, serverOpts{})
+		defer stop()
+		addr := ln.Addr().String()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			sess, err := rawImpl{}.Dial(ctx, addr)
+			if err == nil {
+				err = echoOne(ctx, sess, byte(i))
+			}
+			cancel()
+			if err != nil {
+				b.Fatal(err)
+			}
+			sess.Close()
+		}
+	})
 }
