@@ -26,9 +26,9 @@ import (
 // the peer opens them), and a fourth, the datagram receiver, at a server
 // while the connection has no session, and on both sides from the first
 // call of ReceiveDatagram on one of its sessions on (until then quic-go's
-// own queue holds what arrives, as for any quic-go application). Each session adds one
-// goroutine reading its CONNECT stream. A WebTransport stream
-// whose header has arrived with it (nearly always) is handed to its
+// own queue holds what arrives, as for any quic-go application). Each
+// session adds one goroutine reading its CONNECT stream. A WebTransport
+// stream whose header has arrived with it (nearly always) is handed to its
 // session by the acceptor itself; only a request stream, or a stream whose
 // header is late, gets a goroutine.
 type conn struct {
@@ -79,10 +79,10 @@ type conn struct {
 	tlsOnce  sync.Once
 	tlsState *tls.ConnectionState // shared by the requests of the connection
 
-	// The datagram receiver runs while the connection has no session (to
-	// buffer early datagrams and to police quarter stream IDs at once) and
-	// from the first ReceiveDatagram of one of its sessions on. dgramStop
-	// (under mu) is non-nil while it runs.
+	// The datagram receiver runs at a server while the connection has no
+	// session (to buffer early datagrams and to police quarter stream IDs
+	// at once) and from the first ReceiveDatagram of one of its sessions
+	// on. dgramStop (under mu) is non-nil while it runs.
 	dgramWanted atomic.Bool
 	dgramStop   context.CancelFunc
 	// prefix is scratch space for the stream acceptors (one each).
