@@ -298,6 +298,9 @@ func (c *conn) isClosed() bool {
 
 // watchClose ends the connection state when quic-go reports the close.
 func (c *conn) connGone(err error) {
+	if c.isClosed() {
+		return // each goroutine of the connection gets here: translate once
+	}
 	if cause := context.Cause(c.qc.Context()); cause != nil {
 		err = cause
 	}
