@@ -328,10 +328,12 @@ func (c *conn) waitHandshake() error {
 }
 
 func (c *conn) acceptUniLoop() {
+	verified := !c.isServer // the handshake is complete (see waitHandshake)
 	for {
 		s, err := c.qc.AcceptUniStream(context.Background())
-		if err == nil {
+		if err == nil && !verified {
 			err = c.waitHandshake()
+			verified = err == nil
 		}
 		if err != nil {
 			c.connGone(err)
@@ -345,10 +347,12 @@ func (c *conn) acceptUniLoop() {
 }
 
 func (c *conn) acceptBidiLoop() {
+	verified := !c.isServer // the handshake is complete (see waitHandshake)
 	for {
 		s, err := c.qc.AcceptStream(context.Background())
-		if err == nil {
+		if err == nil && !verified {
 			err = c.waitHandshake()
+			verified = err == nil
 		}
 		if err != nil {
 			c.connGone(err)
