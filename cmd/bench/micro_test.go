@@ -14,19 +14,12 @@ import (
 
 func benchSession(b *testing.B, im impl, h func(session)) session {
 	clientPin = serverCert().hash
-	ln, err := listen()
+	r, err := connect(im, h, 60*time.Second)
 	if err != nil {
 		b.Fatal(err)
 	}
-	stop := im.Serve(ln, h, serverOpts{})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	sess, err := im.Dial(ctx, ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	stopWD := watchdog(ctx, sess)
-	b.Cleanup(func() { stopWD(); sess.Close(); cancel(); stop() })
-	return sess
+	b.Cleanup(r.close)
+	return r.sess
 }
 
 func BenchmarkStreamEcho(b *testing.B) {

@@ -176,6 +176,33 @@ func watchdog(ctx context.Context, s session) func() bool {
 	return context.AfterFunc(ctx, func() { s.Close() })
 }
 
+// pair is one session to a fresh server, for a workload's run.
+type pair struct {
+	ctx    context.Context // bounds the run; its end closes the session
+	cancel context.CancelFunc
+	sess   session
+	close  func() // tears down the session, the context and the server
+}
+
+// connect starts a server running h for each session and dials one
+// session to it, the whole run bounded by timeout.
+func connect(im impl, h func(session), timeout time.Duration) (*pair, error) {
+	ln, err := listen()
+	if err != nil {
+		return nil, err
+	}
+	stop := im.Serve(ln, h, serverOpts{})
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	sess, err := im.Dial(ctx, ln.Addr().String())
+	if err != nil {
+		cancel()
+		stop()
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	stopWD := watchdog(ctx, sess)
+	return &pair{ctx: ctx, cancel: cancel, sess: sess, close: func() { stopWD(); sess.Close(); cancel(); stop() }}, nil
+}
+
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -236,20 +263,12 @@ func acceptLoop(s session, f func(stream)) {
 }
 
 func runBulk(im impl, sz sizes) (map[string]float64, error) {
-	ln, err := listen()
+	r, err := connect(im, func(s session) { acceptLoop(s, bulkSink) }, 180*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	stop := im.Serve(ln, func(s session) { acceptLoop(s, bulkSink) }, serverOpts{})
-	defer stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
-	defer cancel()
-	sess, err := im.Dial(ctx, ln.Addr().String())
-	if err != nil {
-		return nil, fmt.Errorf("dial: %w", err)
-	}
-	defer sess.Close()
-	defer watchdog(ctx, sess)()
+	defer r.close()
+	ctx, sess := r.ctx, r.sess
 	var want uint32
 	for left := sz.bulkBytes; left > 0; left -= bulkChunk {
 		want = crc32.Update(want, castagnoli, bulkData[:min(left, bulkChunk)])
@@ -291,20 +310,12 @@ const echoSize = 1024
 var echoData = pattern(echoSize+4096, 7)
 
 func runEcho(im impl, sz sizes, parallel int) (map[string]float64, error) {
-	ln, err := listen()
+	r, err := connect(im, func(s session) { acceptLoop(s, echoStream) }, 120*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	stop := im.Serve(ln, func(s session) { acceptLoop(s, echoStream) }, serverOpts{})
-	defer stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	sess, err := im.Dial(ctx, ln.Addr().String())
-	if err != nil {
-		return nil, fmt.Errorf("dial: %w", err)
-	}
-	defer sess.Close()
-	defer watchdog(ctx, sess)()
+	defer r.close()
+	ctx, sess := r.ctx, r.sess
 
 	one := func(i int, got []byte) error {
 		msg := echoData[i%4096 : i%4096+echoSize]
@@ -341,7 +352,7 @@ func runEcho(im impl, sz sizes, parallel int) (map[string]float64, error) {
 				}
 				if err := one(i, got); err != nil {
 					errs <- fmt.Errorf("stream %d: %w", i, err)
-					cancel()
+					r.cancel()
 					return
 				}
 			}
@@ -407,22 +418,14 @@ func (d *dgSink) serve(s session) {
 }
 
 func runDatagrams(im impl, sz sizes, rate int) (map[string]float64, error) {
-	ln, err := listen()
+	sink := &dgSink{n: sz.dgrams, size: sz.dgramSize, pat: pattern(dgPatMod+sz.dgramSize, 3),
+		seen: make([]uint64, (sz.dgrams+63)/64), finished: make(chan struct{}), base: time.Now()}
+	r, err := connect(im, sink.serve, 120*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	sink := &dgSink{n: sz.dgrams, size: sz.dgramSize, pat: pattern(dgPatMod+sz.dgramSize, 3),
-		seen: make([]uint64, (sz.dgrams+63)/64), finished: make(chan struct{}), base: time.Now()}
-	stop := im.Serve(ln, sink.serve, serverOpts{})
-	defer stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	sess, err := im.Dial(ctx, ln.Addr().String())
-	if err != nil {
-		return nil, fmt.Errorf("dial: %w", err)
-	}
-	defer sess.Close()
-	defer watchdog(ctx, sess)()
+	defer r.close()
+	sess := r.sess
 
 	buf := make([]byte, sz.dgramSize)
 	var interval time.Duration

@@ -248,6 +248,23 @@ func pushMessage(file string, payload []byte) []byte {
 	return append([]byte(pushPrefix+filepath.Base(file)+"\n"), payload...)
 }
 
+// sendFile writes the served file name to w: its bytes, or with push
+// the PUSH message carrying them.
+func (c *interopConfig) sendFile(log *slog.Logger, w io.Writer, endpoint, name string, push bool) {
+	payload, err := c.readServed(endpoint, name)
+	if err != nil {
+		log.Error("failed to read file", "err", err)
+		return
+	}
+	log.Info("sending file", "filename", name, "bytes", len(payload))
+	if push {
+		payload = pushMessage(name, payload)
+	}
+	if _, err := w.Write(payload); err != nil {
+		log.Error("failed to send file", "err", err)
+	}
+}
+
 // serveFiles answers GET requests on a session until it ends (test case
 // "transfer"): a bidirectional stream gets the file's bytes then FIN, a
 // unidirectional stream a new unidirectional stream with PUSH, a datagram
@@ -270,15 +287,7 @@ func (c *interopConfig) serveFiles(sess *quicwt.Session, endpoint string) {
 					return
 				}
 				defer s.Close()
-				payload, err := c.readServed(endpoint, name)
-				if err != nil {
-					log.Error("failed to read file", "err", err)
-					return
-				}
-				log.Info("sending file", "filename", name, "bytes", len(payload))
-				if _, err := s.Write(payload); err != nil {
-					log.Error("failed to send file", "err", err)
-				}
+				c.sendFile(log, s, endpoint, name, false)
 			})
 		}
 	})
@@ -300,15 +309,7 @@ func (c *interopConfig) serveFiles(sess *quicwt.Session, endpoint string) {
 					return
 				}
 				defer out.Close()
-				payload, err := c.readServed(endpoint, name)
-				if err != nil {
-					log.Error("failed to read file", "err", err)
-					return
-				}
-				log.Info("sending file", "filename", name, "bytes", len(payload))
-				if _, err := out.Write(pushMessage(name, payload)); err != nil {
-					log.Error("failed to send file", "err", err)
-				}
+				c.sendFile(log, out, endpoint, name, true)
 			})
 		}
 	})
