@@ -149,8 +149,7 @@ func (e *Error) Is(target error) bool {
 // CodeOf returns the error code carried by err (an *Error anywhere in its
 // chain), or H3GeneralProtocolError if there is none.
 func CodeOf(err error) ErrorCode {
-	var fe *Error
-	if errors.As(err, &fe) {
+	if fe, ok := errors.AsType[*Error](err); ok {
 		return fe.Code
 	}
 	return H3GeneralProtocolError

@@ -260,8 +260,7 @@ func (cc *ClientConn) OpenSession(ctx context.Context, rawURL string, h http.Hea
 			if ctx.Err() != nil {
 				return fail(ctx.Err())
 			}
-			var fe *frames.Error
-			if errors.As(err, &fe) && fe.Connection {
+			if fe, ok := errors.AsType[*frames.Error](err); ok && fe.Connection {
 				c.fail(err)
 			}
 			return fail(translateStreamErr(err))

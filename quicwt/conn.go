@@ -238,8 +238,7 @@ func (c *conn) closeWithError(code ErrorCode, reason string) {
 // fail closes the connection for a protocol violation described by err (a
 // *frames.Error, or an I/O error meaning the connection is already gone).
 func (c *conn) fail(err error) {
-	var fe *frames.Error
-	if errors.As(err, &fe) {
+	if fe, ok := errors.AsType[*frames.Error](err); ok {
 		c.closeWithError(fe.Code, fe.Reason)
 		return
 	}
@@ -268,8 +267,8 @@ func (c *conn) shutdown(err error) {
 		if c.onClosed != nil {
 			c.onClosed()
 		}
-		var ce *ConnectionError
-		remote := errors.As(err, &ce) && ce.Remote
+		ce, ok := errors.AsType[*ConnectionError](err)
+		remote := ok && ce.Remote
 		for _, s := range sessions {
 			s.terminate(&SessionError{Cause: err, Remote: remote}, false)
 		}
@@ -783,13 +782,11 @@ func (c *conn) controlStreamEnded(err error) {
 	if c.isClosed() {
 		return
 	}
-	var se *quic.StreamError
-	if err == io.EOF || errors.As(err, &se) {
+	if _, ok := errors.AsType[*quic.StreamError](err); ok || err == io.EOF {
 		c.closeWithError(frames.H3ClosedCriticalStream, "critical stream closed")
 		return
 	}
-	var fe *frames.Error
-	if errors.As(err, &fe) {
+	if _, ok := errors.AsType[*frames.Error](err); ok {
 		c.fail(err)
 		return
 	}

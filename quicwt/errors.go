@@ -144,8 +144,7 @@ func (e *RejectedError) Error() string {
 // translateStreamErr turns quic-go's stream errors into StreamError and
 // connection errors into ConnectionError; other errors pass unchanged.
 func translateStreamErr(err error) error {
-	var se *quic.StreamError
-	if errors.As(err, &se) {
+	if se, ok := errors.AsType[*quic.StreamError](err); ok {
 		c := ErrorCode(se.ErrorCode)
 		n, app := frames.WTApplicationCode(c)
 		return &StreamError{StreamID: int64(se.StreamID), Code: n, Application: app, H3Code: c, Remote: se.Remote}
@@ -154,16 +153,13 @@ func translateStreamErr(err error) error {
 }
 
 func translateConnErr(err error) error {
-	var ae *quic.ApplicationError
-	if errors.As(err, &ae) {
+	if ae, ok := errors.AsType[*quic.ApplicationError](err); ok {
 		return &ConnectionError{Code: ErrorCode(ae.ErrorCode), Remote: ae.Remote, Reason: ae.ErrorMessage}
 	}
-	var te *quic.TransportError
-	if errors.As(err, &te) {
+	if _, ok := errors.AsType[*quic.TransportError](err); ok {
 		return fmt.Errorf("%w: %w", ErrConnectionClosed, err)
 	}
-	var ie *quic.IdleTimeoutError
-	if errors.As(err, &ie) {
+	if _, ok := errors.AsType[*quic.IdleTimeoutError](err); ok {
 		return fmt.Errorf("%w: %w", ErrConnectionClosed, err)
 	}
 	return err

@@ -198,13 +198,11 @@ func (b *requestBody) Read(p []byte) (int, error) {
 }
 
 func (b *requestBody) fail(err error) error {
-	var fe *frames.Error
-	if errors.As(err, &fe) && fe.Connection {
+	if fe, ok := errors.AsType[*frames.Error](err); ok && fe.Connection {
 		b.c.fail(err)
 	}
 	b.err = translateStreamErr(err)
-	var se *StreamError
-	if errors.As(b.err, &se) && se.Remote && b.cancel != nil {
+	if se, ok := errors.AsType[*StreamError](b.err); ok && se.Remote && b.cancel != nil {
 		b.cancel() // the peer reset the request
 	}
 	return b.err

@@ -535,8 +535,7 @@ func (c *conn) requestStreamError(s bidiStream, err error) {
 		s.CancelRead(quic.StreamErrorCode(frames.H3NoError))
 		return
 	}
-	var fe *frames.Error
-	if errors.As(err, &fe) {
+	if fe, ok := errors.AsType[*frames.Error](err); ok {
 		if fe.Connection {
 			c.fail(err)
 			return

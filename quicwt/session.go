@@ -457,8 +457,8 @@ func (s *Session) OpenStreamSync(ctx context.Context) (*Stream, error) {
 }
 
 func isStreamLimit(err error) bool {
-	var sl *quic.StreamLimitReachedError
-	return errors.As(err, &sl)
+	_, ok := errors.AsType[*quic.StreamLimitReachedError](err)
+	return ok
 }
 
 // mergeCtx returns a context also canceled when the session ends.
@@ -592,8 +592,7 @@ func (s *Session) SendDatagram(p []byte) error {
 	*bp = b[:0]
 	dgramPool.Put(bp)
 	if err != nil {
-		var tl *quic.DatagramTooLargeError
-		if errors.As(err, &tl) {
+		if tl, ok := errors.AsType[*quic.DatagramTooLargeError](err); ok {
 			return &DatagramTooLargeError{Max: max(0, int(tl.MaxDatagramPayloadSize)-int(s.dgramHdrLen))}
 		}
 		if !s.c.peerDatagramTP {
@@ -615,8 +614,7 @@ var probe [1 << 16]byte
 // overhead and the quarter stream ID.
 func (s *Session) MaxDatagramSize() int {
 	err := s.c.qc.SendDatagram(probe[:])
-	var tl *quic.DatagramTooLargeError
-	if errors.As(err, &tl) {
+	if tl, ok := errors.AsType[*quic.DatagramTooLargeError](err); ok {
 		return max(0, int(tl.MaxDatagramPayloadSize)-int(s.dgramHdrLen))
 	}
 	return 0
@@ -985,8 +983,7 @@ func (s *Session) connectStreamEnded(err error, p *frames.CapsuleParser, gotClos
 		// Clean end without a capsule: code 0, empty message. Reply with FIN.
 		s.endedByPeer(&SessionError{Remote: true})
 	default:
-		var fe *frames.Error
-		if errors.As(err, &fe) {
+		if fe, ok := errors.AsType[*frames.Error](err); ok {
 			if fe.Connection {
 				s.c.fail(err)
 				return
@@ -1000,8 +997,7 @@ func (s *Session) connectStreamEnded(err error, p *frames.CapsuleParser, gotClos
 			return
 		}
 		terr := translateStreamErr(err)
-		var se *StreamError
-		if errors.As(terr, &se) {
+		if _, ok := errors.AsType[*StreamError](terr); ok {
 			// The peer reset the CONNECT stream: an abrupt end.
 			s.terminate(&SessionError{Remote: true, Cause: terr}, true)
 			return
