@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -62,7 +63,7 @@ func (d *Dialer) Dial(ctx context.Context, rawURL string, h http.Header) (*http.
 		return nil, nil, err
 	}
 	cc.owned = true
-	rsp, sess, err := cc.OpenSession(ctx, rawURL, h)
+	rsp, sess, err := cc.openSession(ctx, u, h)
 	if err != nil {
 		cc.Close()
 		return rsp, nil, err
@@ -200,11 +201,15 @@ func (cc *ClientConn) Draining() <-chan struct{} { return cc.c.draining }
 // OpenSession sends an extended CONNECT for rawURL (after the server's
 // SETTINGS, as the drafts require) and waits for the response.
 func (cc *ClientConn) OpenSession(ctx context.Context, rawURL string, h http.Header) (*http.Response, *Session, error) {
-	c := cc.c
 	u, err := parseWebTransportURL(rawURL)
 	if err != nil {
 		return nil, nil, err
 	}
+	return cc.openSession(ctx, u, h)
+}
+
+func (cc *ClientConn) openSession(ctx context.Context, u *url.URL, h http.Header) (*http.Response, *Session, error) {
+	c := cc.c
 	if err := c.waitSettings(ctx); err != nil {
 		return nil, nil, err
 	}
@@ -280,7 +285,7 @@ func (cc *ClientConn) OpenSession(ctx context.Context, rawURL string, h http.Hea
 		_ = str.SetReadDeadline(time.Time{})
 	}
 	rsp := &http.Response{
-		Status:     fmt.Sprintf("%d %s", status, http.StatusText(status)),
+		Status:     strconv.Itoa(status) + " " + http.StatusText(status),
 		StatusCode: status,
 		Proto:      "HTTP/3.0",
 		ProtoMajor: 3,
