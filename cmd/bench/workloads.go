@@ -95,6 +95,7 @@ func workloads() []workload {
 	return []workload{
 		{name: "bulk", desc: "one stream, client to server, CRC-32C checked",
 			metrics: []metric{{name: "MiB/s", higher: true, goal: ">= 0.98x", check: ratioAtLeast(0.98)}},
+			reps:    3,
 			run:     runBulk},
 		{name: "echo-seq", desc: "bidi streams of 1 KiB echo, one at a time, bytes compared",
 			metrics: []metric{{name: "streams/s", higher: true, goal: ">= 0.95x", check: ratioAtLeast(0.95)}},
