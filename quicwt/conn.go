@@ -295,7 +295,7 @@ func (c *conn) isClosed() bool {
 	}
 }
 
-// watchClose ends the connection state when quic-go reports the close.
+// connGone ends the connection state when quic-go reports the close.
 func (c *conn) connGone(err error) {
 	if c.isClosed() {
 		return // each goroutine of the connection gets here: translate once
@@ -326,15 +326,21 @@ func (c *conn) waitHandshake() error {
 	}
 }
 
+// awaitVerified runs waitHandshake for an acceptor's first stream (err is
+// AcceptStream's), until it has once seen the handshake complete.
+func (c *conn) awaitVerified(err error, done *bool) error {
+	if err == nil && !*done {
+		err = c.waitHandshake()
+		*done = err == nil
+	}
+	return err
+}
+
 func (c *conn) acceptUniLoop() {
 	verified := !c.isServer // the handshake is complete (see waitHandshake)
 	for {
 		s, err := c.qc.AcceptUniStream(context.Background())
-		if err == nil && !verified {
-			err = c.waitHandshake()
-			verified = err == nil
-		}
-		if err != nil {
+		if err = c.awaitVerified(err, &verified); err != nil {
 			c.connGone(err)
 			return
 		}
@@ -349,11 +355,7 @@ func (c *conn) acceptBidiLoop() {
 	verified := !c.isServer // the handshake is complete (see waitHandshake)
 	for {
 		s, err := c.qc.AcceptStream(context.Background())
-		if err == nil && !verified {
-			err = c.waitHandshake()
-			verified = err == nil
-		}
-		if err != nil {
+		if err = c.awaitVerified(err, &verified); err != nil {
 			c.connGone(err)
 			return
 		}

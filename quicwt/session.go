@@ -82,6 +82,14 @@ type dgramRing struct {
 	dropsBefore uint64 // drops of rings replaced at the session's end
 }
 
+// ringLocked returns s.dq, making it. Called with s.mu held.
+func (s *Session) ringLocked() *dgramRing {
+	if s.dq == nil {
+		s.dq = new(dgramRing)
+	}
+	return s.dq
+}
+
 // sessionRare holds a session's rarely used state.
 type sessionRare struct {
 	response *http.Response // client side
@@ -628,11 +636,7 @@ func (s *Session) pushDatagram(p []byte) {
 		s.mu.Unlock()
 		return
 	}
-	q := s.dq
-	if q == nil {
-		q = new(dgramRing)
-		s.dq = q
-	}
+	q := s.ringLocked()
 	if q.bytes+len(p) > s.c.limits.DatagramQueueBytes {
 		s.mu.Unlock()
 		q.drops.Add(1)
@@ -679,11 +683,7 @@ func (s *Session) ReceiveDatagram(ctx context.Context) ([]byte, error) {
 			s.mu.Unlock()
 			return nil, err
 		}
-		q := s.dq
-		if q == nil {
-			q = new(dgramRing)
-			s.dq = q
-		}
+		q := s.ringLocked()
 		if q.wait == nil {
 			q.wait = make(chan struct{}, 1)
 		}
