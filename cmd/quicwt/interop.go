@@ -603,7 +603,7 @@ func interopServer(c interopConfig) error {
 		CheckOrigin: func(*http.Request) bool { return true },
 		Logger:      c.log.With("component", "quicwt"),
 	}
-	ln, err := quic.ListenAddrEarly(c.addr, quicwt.TLSConfig(srv.TLSConfig), quicwt.QUICConfig(qc))
+	ln, err := quic.ListenAddrEarly(c.addr, quicwt.ConfigureTLSConfig(srv.TLSConfig), quicwt.ConfigureQUICConfig(qc))
 	if err != nil {
 		return err
 	}
