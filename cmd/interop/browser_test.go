@@ -25,7 +25,7 @@ import (
 // (the JS closeCode is an unsigned 32-bit integer) and a non-ASCII reason.
 const (
 	browserCloseCode   = 0xBEEF1234
-	browserCloseReason        = "bye from quicwt ✓"
+	browserCloseReason = "bye from quicwt ✓"
 )
 
 // echoPage runs the exchange against {{URL}} pinned to {{HASH}} and POSTs
