@@ -20,8 +20,12 @@ func (c *interopConfig) readServed(endpoint, file string) ([]byte, error) {
 	return os.ReadFile(filepath.Join(c.www, endpoint, strings.TrimPrefix(file, "/")))
 }
 
-// save writes <downloads>/<endpoint>/<basename>.
-func (c *interopConfig) save(endpoint, name string, data []byte) error {
+// save writes <downloads>/<endpoint>/<basename>, unless ctx is done: a
+// file that arrives after the timeout is not stored.
+func (c *interopConfig) save(ctx context.Context, endpoint, name string, data []byte) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("not storing %s: %w", name, err)
+	}
 	full := filepath.Join(c.downloads, endpoint, filepath.Base(name))
 	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
 		return err
@@ -144,6 +148,7 @@ func (c *interopConfig) fetchFiles(ctx context.Context, sess *quicwt.Session, en
 			wg.Go(func() {
 				s, err := sess.OpenUniStreamSync(ctx)
 				if err == nil {
+					defer bindStream(ctx, s.SetWriteDeadline)()
 					_, err = s.Write([]byte(getPrefix + f))
 					if cerr := s.Close(); err == nil {
 						err = cerr
@@ -161,6 +166,7 @@ func (c *interopConfig) fetchFiles(ctx context.Context, sess *quicwt.Session, en
 					errs <- err
 					return
 				}
+				defer bindStream(ctx, s.SetReadDeadline)()
 				data, err := io.ReadAll(s)
 				if err != nil {
 					errs <- err
@@ -172,7 +178,7 @@ func (c *interopConfig) fetchFiles(ctx context.Context, sess *quicwt.Session, en
 					return
 				}
 				log.Info("received PUSH", "filename", name, "bytes", len(payload))
-				if err := c.save(endpoint, name, payload); err != nil {
+				if err := c.save(ctx, endpoint, name, payload); err != nil {
 					errs <- err
 				}
 			})
@@ -186,6 +192,7 @@ func (c *interopConfig) fetchFiles(ctx context.Context, sess *quicwt.Session, en
 					errs <- err
 					return
 				}
+				defer bindStream(ctx, s.SetDeadline)()
 				_, err = s.Write([]byte(getPrefix + f))
 				if cerr := s.Close(); err == nil {
 					err = cerr
@@ -199,7 +206,7 @@ func (c *interopConfig) fetchFiles(ctx context.Context, sess *quicwt.Session, en
 					errs <- fmt.Errorf("failed to read response: %w", err)
 					return
 				}
-				if err := c.save(endpoint, f, data); err != nil {
+				if err := c.save(ctx, endpoint, f, data); err != nil {
 					errs <- err
 				}
 			})
@@ -212,7 +219,12 @@ func (c *interopConfig) fetchFiles(ctx context.Context, sess *quicwt.Session, en
 					errs <- fmt.Errorf("failed to send GET datagram for %s: %w", f, err)
 					return
 				}
-				time.Sleep(20 * time.Millisecond)
+				select {
+				case <-time.After(20 * time.Millisecond):
+				case <-ctx.Done():
+					errs <- fmt.Errorf("sending GET datagrams: %w", ctx.Err())
+					return
+				}
 			}
 		})
 		wg.Go(func() {
@@ -228,7 +240,7 @@ func (c *interopConfig) fetchFiles(ctx context.Context, sess *quicwt.Session, en
 					return
 				}
 				log.Info("received PUSH datagram", "filename", name, "bytes", len(payload))
-				if err := c.save(endpoint, name, payload); err != nil {
+				if err := c.save(ctx, endpoint, name, payload); err != nil {
 					errs <- err
 					return
 				}
@@ -238,4 +250,11 @@ func (c *interopConfig) fetchFiles(ctx context.Context, sess *quicwt.Session, en
 	wg.Wait()
 	close(errs)
 	return <-errs
+}
+
+// bindStream makes the end of ctx interrupt a stream's blocking reads or
+// writes, by moving the deadline that setDeadline sets into the past. The
+// returned function undoes the binding.
+func bindStream(ctx context.Context, setDeadline func(time.Time) error) (stop func() bool) {
+	return context.AfterFunc(ctx, func() { _ = setDeadline(time.Now()) })
 }

@@ -7,13 +7,22 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/quic-go/quic-go"
+
 	"github.com/quicwt/quicwt/quicwt"
 )
+
+// offeredProtocols returns the protocols a client offers in
+// WT-Available-Protocols, a list of sf-strings (RFC 9651) that may span
+// several field lines (RFC 9110, Section 5.3); a malformed list offers none.
+func offeredProtocols(h http.Header) []string {
+	return parseSFStringList(strings.Join(h.Values("Wt-Available-Protocols"), ", "))
+}
 
 // selectProtocol picks the first protocol the client offers that we
 // accept.
@@ -67,7 +76,7 @@ func interopServer(c interopConfig) error {
 	mux := http.NewServeMux()
 	for _, ep := range endpoints {
 		h := func(w http.ResponseWriter, r *http.Request) {
-			proto := selectProtocol(parseSFStringList(r.Header.Get("Wt-Available-Protocols")), protocols)
+			proto := selectProtocol(offeredProtocols(r.Header), protocols)
 			if proto != "" {
 				w.Header().Set("WT-Protocol", sfString(proto))
 			}
