@@ -43,6 +43,9 @@ parallel. Flags override the environment, for runs outside a container.
 A server ends when the client's sessions are over (handshake, transfer), when
 it has fetched its REQUESTS (*-send), or on SIGTERM as the runner stops it
 (exit code 0 if every session so far went right).
+-timeout bounds a test case as a whole: a client still waiting when it
+passes (on a dial, a session, a stream, a datagram) closes its connections
+and exits with an error that says it timed out.
 
 examples:
   ROLE=server TESTCASE=transfer quicwt interop
