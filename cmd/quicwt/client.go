@@ -192,20 +192,24 @@ func clientRun(o clientOptions, sigs <-chan os.Signal, stdin io.Reader, stdout, 
 		fmt.Fprintf(stderr, "draft: %s\n", sess.Draft())
 		printResponse(stderr, rsp)
 	}
+	// The mode's errors are muted once interrupted: the session then ends
+	// because we close it, which is no error to report.
+	modeErr := &gatedWriter{w: stderr}
 	result := make(chan int, 1)
 	go func() {
 		switch {
 		case o.datagram:
-			result <- clientDatagrams(ctx, sess, stdin, stdout, stderr, o.linger)
+			result <- clientDatagrams(ctx, sess, stdin, stdout, modeErr, o.linger)
 		case o.uni:
-			result <- clientUni(ctx, sess, stdin, stdout, stderr, o.timeout)
+			result <- clientUni(ctx, sess, stdin, stdout, modeErr, o.timeout)
 		default:
-			result <- clientBidi(ctx, sess, stdin, stdout, stderr, o.timeout)
+			result <- clientBidi(ctx, sess, stdin, stdout, modeErr, o.timeout)
 		}
 	}()
 	interrupt := func(sig syscall.Signal) int {
 		// The mode's goroutine may be blocked on stdin, which cannot be
 		// interrupted; it ends with the process.
+		modeErr.close()
 		fmt.Fprintf(stderr, "quicwt client: %v: closing the session (signal again to exit at once)\n", sig)
 		if !closeSession(sess, cc, interruptCode(sig), "interrupted", sigs) {
 			fmt.Fprintf(stderr, "quicwt client: second signal: exiting now\n")
@@ -225,6 +229,28 @@ func clientRun(o clientOptions, sigs <-chan os.Signal, stdin io.Reader, stdout, 
 	case sig := <-interrupted:
 		return interrupt(sig)
 	}
+}
+
+// gatedWriter passes writes on until it is closed, then drops them.
+type gatedWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	closed bool
+}
+
+func (g *gatedWriter) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return len(p), nil
+	}
+	return g.w.Write(p)
+}
+
+func (g *gatedWriter) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
 }
 
 // closeSession closes the session with code and msg and waits (at most
