@@ -722,7 +722,7 @@ func TestAbuseConnectFlood(t *testing.T) {
 			peakG := samplePeak(t, runtime.NumGoroutine)
 			peakS := samplePeak(t, func() int { return ts.snap().sessions })
 			p := dialRaw(t, ts)
-			p.control(clientSettingsFrame())
+			p.control(clientSettingsFrameFC()) // MaxSessions applies with flow control (one session without)
 			var streams []*quic.Stream
 			for i := 0; i < n; i++ {
 				streams = append(streams, p.request(nil, connectFields(ts.addr, fmt.Sprintf("/abuse/%d", i))...))
@@ -777,16 +777,30 @@ func TestAbuseCapsuleFlood(t *testing.T) {
 		cap   func(i int) []byte
 		count int
 		reset ErrorCode // 0: the session survives and ends by our close
+		fc    bool      // the raw peer enables flow control
 	}{
 		{"unknown capsules", func(i int) []byte {
 			return frames.AppendCapsule(nil, frames.CapsuleType(0x17+0x29*uint64(i%1000)), value)
-		}, 10000, 0},
-		{"DATAGRAM capsules to a session that never reads", func(i int) []byte { return frames.AppendCapsule(nil, frames.CapsuleDatagram, value) }, 10000, 0},
-		{"flow-control capsules", func(i int) []byte { return frames.AppendVarintCapsule(nil, frames.CapsuleMaxData, uint64(i)) }, 200000, 0},
-		{"drain capsules", func(i int) []byte { return frames.AppendDrainSession(nil) }, 200000, 0},
+		}, 10000, 0, false},
+		{"DATAGRAM capsules to a session that never reads", func(i int) []byte { return frames.AppendCapsule(nil, frames.CapsuleDatagram, value) }, 10000, 0, false},
+		// Valid with flow control on (the raw peer's SETTINGS enable it):
+		// increasing limits and blocked signals, none answered.
+		{"flow-control capsules", func(i int) []byte {
+			switch i % 3 {
+			case 0:
+				return frames.AppendVarintCapsule(nil, frames.CapsuleMaxData, 1<<20+uint64(i))
+			case 1:
+				return frames.AppendVarintCapsule(nil, frames.CapsuleMaxStreamsBidi, 1000+uint64(i))
+			}
+			return frames.AppendVarintCapsule(nil, frames.CapsuleDataBlocked, uint64(i))
+		}, 200000, 0, true},
+		{"flow-control capsules without flow control (ignored)", func(i int) []byte {
+			return frames.AppendVarintCapsule(nil, frames.CapsuleMaxData, uint64(i%7))
+		}, 200000, 0, false},
+		{"drain capsules", func(i int) []byte { return frames.AppendDrainSession(nil) }, 200000, 0, false},
 		{"capsule over MaxCapsuleSize", func(i int) []byte {
 			return frames.AppendCapsule(nil, frames.CapsuleCloseSession, bytes.Repeat([]byte{'x'}, 4097))
-		}, 1, frames.H3ExcessiveLoad},
+		}, 1, frames.H3ExcessiveLoad, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -798,7 +812,11 @@ func TestAbuseCapsuleFlood(t *testing.T) {
 			checkServes(t, ts)
 			g0 := baseline()
 			p := dialRaw(t, ts)
-			p.control(clientSettingsFrame())
+			if tt.fc {
+				p.control(clientSettingsFrameFC())
+			} else {
+				p.control(clientSettingsFrame())
+			}
 			connect := p.session(ts, "/abuse")
 			sess := <-got
 			h0 := heapNow() // with the connection and session set up

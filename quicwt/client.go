@@ -337,7 +337,7 @@ func (cc *ClientConn) openSession(ctx context.Context, u *url.URL, h http.Header
 	sess.rareLocked().response = rsp
 	sess.mu.Unlock()
 	sess.adoptReader(fr)
-	sess.open()
+	sess.markOpen()
 	if cc.owned {
 		// A Dial connection lives as long as its session. It is closed only
 		// after the peer ended the CONNECT stream, so that our

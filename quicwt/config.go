@@ -65,6 +65,25 @@ type Limits struct {
 	// CloseTimeout bounds how long a closing session waits for the peer to
 	// end its side of the CONNECT stream. Default 5 s.
 	CloseTimeout time.Duration
+
+	// WebTransport flow control (draft-ietf-webtrans-http3-16, Section 5):
+	// the initial per-session limits we advertise in SETTINGS
+	// (SETTINGS_WT_INITIAL_MAX_DATA, _MAX_STREAMS_BIDI, _MAX_STREAMS_UNI).
+	// Flow control is in effect when the peer sends nonzero limits too;
+	// then each session may carry up to MaxSessions sessions per
+	// connection, each bounded on its own, and without it a connection
+	// carries one session (Section 5.1). Credit comes back as the
+	// application reads and finishes streams: the data window starts at
+	// InitialSessionMaxData and doubles, up to MaxSessionDataWindow, while
+	// the application reads a window within a few round trips. A peer
+	// that exceeds a limit ends the session with WT_FLOW_CONTROL_ERROR.
+	// Defaults: 512 KiB, 16 MiB, 100 and 100 (a negative value allows
+	// none). DisableFlowControl advertises no limits.
+	InitialSessionMaxData        int
+	MaxSessionDataWindow         int
+	InitialSessionMaxStreamsBidi int
+	InitialSessionMaxStreamsUni  int
+	DisableFlowControl           bool
 }
 
 func (l Limits) withDefaults() Limits {
@@ -86,6 +105,10 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxBufferedDatagramBytes, 64<<10)
 	def(&l.MaxBufferedDatagramsPerSession, 32)
 	def(&l.DatagramQueueBytes, 1<<20)
+	def(&l.InitialSessionMaxData, 512<<10)
+	def(&l.MaxSessionDataWindow, 16<<20)
+	def(&l.InitialSessionMaxStreamsBidi, 100)
+	def(&l.InitialSessionMaxStreamsUni, 100)
 	if l.BufferTimeout <= 0 {
 		l.BufferTimeout = 5 * time.Second
 	}

@@ -52,6 +52,9 @@ type conn struct {
 	// peerDatagramTP: the peer sent max_datagram_frame_size (RFC 9221),
 	// read by start, before the goroutines (see start).
 	peerDatagramTP bool
+	// flowControl: WebTransport flow control is in effect (set with
+	// draft, before settingsDone is closed; see flow.go).
+	flowControl bool
 
 	closed    chan struct{}
 	closeErr  error // set before closed is closed
@@ -101,6 +104,7 @@ func newConn(qc qconn, isServer bool, limits Limits, logger *slog.Logger, local 
 	c.local = *local
 	c.local.Unknown = append([]settings.Setting(nil), local.Unknown...)
 	c.local.Set(settings.MaxFieldSectionSize, uint64(c.limits.MaxFieldSectionSize))
+	setFlowLimits(&c.local, c.limits)
 	var seed [8]byte
 	_, _ = rand.Read(seed[:])
 	c.local.AddGrease(binary.LittleEndian.Uint64(seed[:]))
@@ -227,9 +231,15 @@ func (c *conn) connGone(err error) {
 }
 
 // addSession registers a session (see registry.add) and, at the first one,
-// pauses the datagram receiver until a session reads datagrams.
+// pauses the datagram receiver until a session reads datagrams. Without
+// flow control a connection carries one session at a time
+// (draft-ietf-webtrans-http3-16, Section 5.1), otherwise MaxSessions.
 func (c *conn) addSession(s *Session) error {
-	if err := c.reg.add(s, c.closeError); err != nil {
+	limit := 1
+	if c.flowControl {
+		limit = c.limits.MaxSessions
+	}
+	if err := c.reg.add(s, limit, c.closeError); err != nil {
 		return err
 	}
 	c.pauseDatagrams()
@@ -371,9 +381,9 @@ func (c *conn) deliverInline(s receiveStream, b []byte, bidi bool) bool {
 		return true
 	}
 	if bidi {
-		c.reg.deliverStream(sid, earlyStream{bidi: s.(bidiStream)})
+		c.reg.deliverStream(sid, earlyStream{bidi: s.(bidiStream), hdr: uint8(l)})
 	} else {
-		c.reg.deliverStream(sid, earlyStream{uni: s})
+		c.reg.deliverStream(sid, earlyStream{uni: s, hdr: uint8(l)})
 	}
 	return true
 }
@@ -425,7 +435,7 @@ func (c *conn) handleUniStream(s receiveStream) {
 		}
 	case frames.StreamTypeWebTransport:
 		_ = s.SetReadDeadline(time.Time{})
-		c.reg.deliverStream(sid, earlyStream{uni: s})
+		c.reg.deliverStream(sid, earlyStream{uni: s, hdr: uint8(len(b))})
 	default:
 		// Unknown and reserved stream types are not errors (RFC 9114,
 		// Section 6.2): ask the peer to stop.
@@ -452,7 +462,7 @@ func (c *conn) handleBidiStream(s bidiStream) {
 	}
 	if t == frames.TypeWebTransportStream {
 		_ = s.SetReadDeadline(time.Time{})
-		c.reg.deliverStream(sid, earlyStream{bidi: s})
+		c.reg.deliverStream(sid, earlyStream{bidi: s, hdr: uint8(len(b))})
 		return
 	}
 	if c.requests == nil {
@@ -476,6 +486,7 @@ func (c *conn) openUniStreamSync(ctx context.Context) (sendStream, error) {
 	return c.qc.OpenUniStreamSync(ctx)
 }
 func (c *conn) sendDatagram(b []byte) error    { return c.qc.SendDatagram(b) }
+func (c *conn) smoothedRTT() time.Duration     { return c.qc.SmoothedRTT() }
 func (c *conn) datagramSupport() (h3, tp bool) { return c.peerDatagrams, c.peerDatagramTP }
 func (c *conn) forget(s *Session)              { c.reg.remove(s) }
 func (c *conn) localAddr() net.Addr            { return c.qc.LocalAddr() }

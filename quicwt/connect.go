@@ -2,6 +2,7 @@ package quicwt
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
@@ -72,6 +73,19 @@ func (s *Session) writeCapsules(capsules []byte, fin bool) error {
 		_ = s.str.Close()
 	}
 	return err
+}
+
+// tryWriteCapsules writes capsules in one DATA frame if the CONNECT stream
+// takes them at once; false when it would block (or another write is
+// under way). A stream already cut takes nothing more: true.
+func (s *Session) tryWriteCapsules(capsules []byte) bool {
+	if !s.writeMu.TryLock() {
+		return false
+	}
+	defer s.writeMu.Unlock()
+	b := frames.AppendDataHeader(make([]byte, 0, 8+len(capsules)), uint64(len(capsules)))
+	b = append(b, capsules...)
+	return s.str.TryWriteAll(b) != quic.ErrWouldBlock
 }
 
 // finishConnect ends our side of the CONNECT stream (FIN).
@@ -151,6 +165,12 @@ func (s *Session) readCapsules() {
 				if !ok {
 					continue
 				}
+				if cp.Type == frames.CapsuleCloseSession && (len(chunk) > 0 || rem > 0) {
+					// Nothing may follow WT_CLOSE_SESSION (Section 6): reset
+					// before the close would be answered with FIN.
+					s.resetConnect(frames.H3MessageError, errors.New("data after WT_CLOSE_SESSION"))
+					return
+				}
 				if s.handleCapsule(cp) {
 					gotClose = true
 					if len(chunk) > 0 || rem > 0 {
@@ -186,12 +206,22 @@ func (s *Session) handleCapsule(cp frames.Capsule) bool {
 		// HTTP datagrams may also travel as capsules (RFC 9297, Section 3.5).
 		s.pushDatagram(append([]byte(nil), cp.Value...))
 	default:
-		// Flow-control capsules: WebTransport flow control is not enabled
-		// on our connections (we send no initial limits), so they are
-		// ignored (draft-ietf-webtrans-http3, Section 5). Validate them.
-		if _, err := frames.ParseVarintCapsule(cp.Type, cp.Value); err != nil {
-			s.resetConnect(frames.CodeOf(err), err)
+		// The flow-control capsules. Without flow control they are
+		// ignored, whatever they hold: the peer may have sent them before
+		// it had our SETTINGS (draft-ietf-webtrans-http3-16, Section 5.1).
+		if s.flow == nil {
+			return false
 		}
+		v, err := frames.ParseVarintCapsule(cp.Type, cp.Value)
+		if err != nil {
+			if errors.Is(err, frames.ErrFlowControlLimit) {
+				s.flowViolation(fmt.Sprintf("%v above 2^60", cp.Type))
+				return false
+			}
+			s.resetConnect(frames.CodeOf(err), err)
+			return false
+		}
+		s.handleFlowCapsule(cp.Type, v)
 	}
 	return false
 }

@@ -31,9 +31,32 @@ func defaultSettings(server bool) settings.Settings {
 	s.Set(settings.H3Datagram, 1)
 	s.Set(settings.H3DatagramDraft04, 1)
 	s.Set(settings.EnableWebTransport, 1)
+	if server {
+		// Safari 26.4+ looks for a maximum session count from the
+		// server, under the draft-13 codepoint or the draft-07 one
+		// (reports differ: webtransport-go #261, hyperium/h3 #363); 1
+		// implies no flow control by itself.
+		s.Set(settings.WebTransportMaxSessionsDraft07, 1)
+	}
 	s.Set(settings.WTMaxSessions, 1)
 	s.Set(settings.WTEnabled, 1)
+	var l Limits
+	setFlowLimits(&s, l.withDefaults())
 	return s
+}
+
+// setFlowLimits puts the initial flow-control limits of l in s, or takes
+// them out when flow control is disabled (Section 5.5).
+func setFlowLimits(s *settings.Settings, l Limits) {
+	if l.DisableFlowControl {
+		s.Delete(settings.WTInitialMaxData)
+		s.Delete(settings.WTInitialMaxStreamsBidi)
+		s.Delete(settings.WTInitialMaxStreamsUni)
+		return
+	}
+	s.Set(settings.WTInitialMaxData, uint64(l.InitialSessionMaxData))
+	s.Set(settings.WTInitialMaxStreamsBidi, uint64(l.InitialSessionMaxStreamsBidi))
+	s.Set(settings.WTInitialMaxStreamsUni, uint64(l.InitialSessionMaxStreamsUni))
 }
 
 // withAdditional returns base with extra added, each replacing base's value
@@ -47,6 +70,8 @@ func withAdditional(base settings.Settings, extra []settings.Setting) (settings.
 			return base, fmt.Errorf("quicwt: additional setting %v: QPACK's settings are the engine's (no dynamic table)", st.ID)
 		case st.ID == settings.MaxFieldSectionSize:
 			return base, fmt.Errorf("quicwt: additional setting %v: set Limits.MaxFieldSectionSize instead", st.ID)
+		case st.ID == settings.WTInitialMaxData, st.ID == settings.WTInitialMaxStreamsBidi, st.ID == settings.WTInitialMaxStreamsUni:
+			return base, fmt.Errorf("quicwt: additional setting %v: set the flow-control fields of Limits instead", st.ID)
 		case st.ID.IsHTTP2Only():
 			return base, fmt.Errorf("quicwt: additional setting %v: reserved in HTTP/3", st.ID)
 		case st.Value > varint.Max:
@@ -208,8 +233,9 @@ func (c *conn) handleControlFrame(t frames.Type, p []byte, first bool) error {
 			c.draft = settings.Negotiate(&c.local, &c.peer)
 		}
 		c.peerDatagrams = c.peer.Enabled(settings.H3Datagram) || c.peer.Enabled(settings.H3DatagramDraft04)
+		c.flowControl = settings.FlowControl(c.draft, &c.local, &c.peer)
 		if c.logger.Enabled(context.Background(), slog.LevelDebug) {
-			c.logger.Debug("peer SETTINGS", "settings", c.peer.String(), "draft", c.draft)
+			c.logger.Debug("peer SETTINGS", "settings", c.peer.String(), "draft", c.draft, "flow_control", c.flowControl)
 		}
 		close(c.settingsDone)
 	case frames.TypeGoaway:

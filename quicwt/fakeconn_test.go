@@ -126,6 +126,8 @@ func (f *fakeConn) LocalAddr() net.Addr       { return &net.UDPAddr{IP: net.IPv4
 func (f *fakeConn) RemoteAddr() net.Addr {
 	return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000}
 }
+func (f *fakeConn) SmoothedRTT() time.Duration { return time.Millisecond }
+
 func (f *fakeConn) peerClose(err error) { f.cancel(err) }
 
 // HandshakeComplete: a fake connection's handshake is always complete.

@@ -65,6 +65,8 @@ type qconn interface {
 	TLS() *tls.ConnectionState
 	LocalAddr() net.Addr
 	RemoteAddr() net.Addr
+	// SmoothedRTT is the connection's RTT estimate (RFC 9002, Section 5.3).
+	SmoothedRTT() time.Duration
 }
 
 type quicGoConn struct{ c *quic.Conn }
@@ -139,6 +141,9 @@ func (q quicGoConn) TLS() *tls.ConnectionState {
 }
 func (q quicGoConn) LocalAddr() net.Addr  { return q.c.LocalAddr() }
 func (q quicGoConn) RemoteAddr() net.Addr { return q.c.RemoteAddr() }
+func (q quicGoConn) SmoothedRTT() time.Duration {
+	return q.c.ConnectionStats().SmoothedRTT
+}
 
 // ConfigureQUICConfig returns a copy of base (or a new config if nil) with what
 // WebTransport needs: datagrams (RFC 9221) and RESET_STREAM_AT

@@ -34,8 +34,16 @@ func dialRaw(t testing.TB, ts *testServer) *rawPeer {
 	return &rawPeer{t: t, qc: qc}
 }
 
-// clientSettings are Chrome-like SETTINGS enabling draft-02 and draft-15.
+// clientSettingsFrame is our client's SETTINGS without flow control
+// (draft-02 and draft-15 enabled): a raw peer keeps no credit accounts.
 func clientSettingsFrame() []byte {
+	s := defaultSettings(false)
+	setFlowLimits(&s, Limits{DisableFlowControl: true})
+	return s.AppendFrame(nil)
+}
+
+// clientSettingsFrameFC is our client's default SETTINGS, flow control on.
+func clientSettingsFrameFC() []byte {
 	s := defaultSettings(false)
 	return s.AppendFrame(nil)
 }

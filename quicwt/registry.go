@@ -46,6 +46,7 @@ type earlyBuffer struct {
 type earlyStream struct {
 	bidi bidiStream
 	uni  receiveStream
+	hdr  uint8 // length of the stream header (type or signal, session ID)
 }
 
 // reject resets a stream that will not be delivered.
@@ -63,15 +64,15 @@ func newRegistry(limits *Limits, isServer bool) *registry {
 }
 
 // add registers a session and hands it what was buffered for its ID. It
-// fails with ErrTooManySessions at Limits.MaxSessions, and with closeErr
-// once the registry is closed.
-func (r *registry) add(s *Session, closeErr func() error) error {
+// fails with ErrTooManySessions when limit sessions are registered, and
+// with closeErr once the registry is closed.
+func (r *registry) add(s *Session, limit int, closeErr func() error) error {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
 		return closeErr()
 	}
-	if len(r.sessions) >= r.limits.MaxSessions {
+	if len(r.sessions) >= limit {
 		r.mu.Unlock()
 		return ErrTooManySessions
 	}

@@ -274,7 +274,7 @@ func Upgrade(w http.ResponseWriter, r *http.Request) (*Session, error) {
 		return nil, rw.writeErr
 	}
 	rw.upgraded = true
-	if !sess.open() {
+	if !sess.markOpen() {
 		// Ended while the handler ran (the peer closed or reset it, or the
 		// connection ended): the handler path ends our side.
 		sess.finishConnect()

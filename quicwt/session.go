@@ -31,6 +31,7 @@ type Session struct {
 	str bidiStream // the CONNECT stream
 
 	request *http.Request // server side (client side: rare.response)
+	flow    *sessionFlow  // nil without flow control
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -72,6 +73,7 @@ type sessionConn interface {
 	openUniStream() (sendStream, error)
 	openUniStreamSync(context.Context) (sendStream, error)
 	sendDatagram([]byte) error
+	smoothedRTT() time.Duration
 	// datagramSupport: the peer enabled HTTP datagrams in SETTINGS (h3),
 	// and sent the max_datagram_frame_size transport parameter (tp).
 	datagramSupport() (h3, tp bool)
@@ -137,6 +139,19 @@ func newSession(c *conn, str bidiStream, draft settings.Draft) *Session {
 		str:      str,
 		draft:    uint8(draft),
 		isServer: c.isServer,
+	}
+	if c.flowControl {
+		peer := flowLimits{
+			data: c.peer.Value(settings.WTInitialMaxData, 0),
+			bidi: c.peer.Value(settings.WTInitialMaxStreamsBidi, 0),
+			uni:  c.peer.Value(settings.WTInitialMaxStreamsUni, 0),
+		}
+		local := flowLimits{
+			data: c.local.Value(settings.WTInitialMaxData, 0),
+			bidi: c.local.Value(settings.WTInitialMaxStreamsBidi, 0),
+			uni:  c.local.Value(settings.WTInitialMaxStreamsUni, 0),
+		}
+		s.flow = newSessionFlow(peer, local, uint64(c.limits.MaxSessionDataWindow))
 	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.dgramHdrLen = uint8(len(frames.AppendDatagramHeader(s.dgramHdr[:0], id)))
@@ -255,11 +270,19 @@ func (s *Session) markDraining() {
 	s.mu.Unlock()
 }
 
-// open moves a pending session to open (Upgrade's 2xx is out, or the
+// markOpen moves a pending session to open (Upgrade's 2xx is out, or the
 // client read it); false if it ended meanwhile.
-func (s *Session) open() bool { return s.state.CompareAndSwap(sessionPending, sessionOpen) }
+func (s *Session) markOpen() bool { return s.state.CompareAndSwap(sessionPending, sessionOpen) }
 
 func (s *Session) isOpen() bool { return s.state.Load() == sessionOpen }
+
+// closingOrDone reports that the session writes nothing more on its CONNECT
+// stream but its close.
+func (s *Session) closingOrDone() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing || s.closeErr != nil
+}
 func (s *Session) isDone() bool { return s.state.Load() == sessionClosed }
 
 // Err returns the *SessionError the session ended with, or nil while it is
@@ -356,6 +379,9 @@ func (s *Session) end(e *SessionError, resetConnect, deferResets bool) {
 	}
 	s.mu.Unlock()
 	s.cancel(e)
+	if s.flow != nil {
+		s.flow.wake()
+	}
 	if resetConnect {
 		s.str.CancelRead(quic.StreamErrorCode(frames.WTSessionGone))
 		s.str.CancelWrite(quic.StreamErrorCode(frames.WTSessionGone))

@@ -43,13 +43,33 @@ func (s *Session) enqueue(es earlyStream) {
 		return
 	}
 	sq := s.queuesLocked()
-	q, w := &sq.uniQ, sq.uniWait
+	q, w, k := &sq.uniQ, sq.uniWait, kindUni
 	if es.bidi != nil {
-		q, w = &sq.bidiQ, sq.bidiWait
+		q, w, k = &sq.bidiQ, sq.bidiWait, kindBidi
 	}
-	if len(*q) >= s.lim.MaxIncomingStreamQueue {
+	full := len(*q) >= s.lim.MaxIncomingStreamQueue
+	if s.flow != nil {
+		// Counted against our stream limit (Section 5.6.2), in or out of
+		// the queue.
+		s.mu.Unlock()
+		if !s.streamArrived(k) {
+			es.reject(frames.WTSessionGone)
+			return
+		}
+		s.mu.Lock()
+		if s.closeErr != nil {
+			s.mu.Unlock()
+			es.reject(frames.WTSessionGone)
+			return
+		}
+		full = len(*q) >= s.lim.MaxIncomingStreamQueue
+	}
+	if full {
 		s.mu.Unlock()
 		es.reject(frames.WTBufferedStreamRejected)
+		if s.flow != nil {
+			s.streamClosed(k)
+		}
 		return
 	}
 	*q = append(*q, es)
@@ -117,7 +137,7 @@ func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.newStream(es.bidi), nil
+	return s.newStream(es.bidi, true, es.hdr), nil
 }
 
 // TryAcceptStream returns the next bidirectional stream if one is waiting,
@@ -127,7 +147,7 @@ func (s *Session) TryAcceptStream() (str *Stream, ok bool) {
 	if err != nil {
 		return nil, false
 	}
-	return s.newStream(es.bidi), true
+	return s.newStream(es.bidi, true, es.hdr), true
 }
 
 // AcceptUniStream waits for the peer's next unidirectional stream.
@@ -136,7 +156,7 @@ func (s *Session) AcceptUniStream(ctx context.Context) (*ReceiveStream, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.newReceiveStream(es.uni), nil
+	return s.newReceiveStream(es.uni, es.hdr), nil
 }
 
 // TryAcceptUniStream returns the next unidirectional stream if one is
@@ -146,80 +166,107 @@ func (s *Session) TryAcceptUniStream() (str *ReceiveStream, ok bool) {
 	if err != nil {
 		return nil, false
 	}
-	return s.newReceiveStream(es.uni), true
+	return s.newReceiveStream(es.uni, es.hdr), true
 }
 
-// OpenStream opens a bidirectional stream without waiting; it fails if the
-// peer's stream limit is reached.
+// OpenStream opens a bidirectional stream without waiting. It fails with
+// ErrStreamLimit when the session's stream credit (WT_MAX_STREAMS, with flow
+// control) or the connection's QUIC stream limit is used up.
 func (s *Session) OpenStream() (*Stream, error) {
+	qs, err := s.openStreamOf(context.Background(), kindBidi, false)
+	if err != nil {
+		return nil, err
+	}
+	return s.initBidi(qs.(bidiStream))
+}
+
+// OpenStreamSync opens a bidirectional stream, waiting for the session's
+// stream credit and the connection's stream limit if needed, until ctx ends
+// or the session does.
+func (s *Session) OpenStreamSync(ctx context.Context) (*Stream, error) {
+	qs, err := s.openStreamOf(ctx, kindBidi, true)
+	if err != nil {
+		return nil, err
+	}
+	return s.initBidi(qs.(bidiStream))
+}
+
+// OpenUniStream opens a unidirectional stream without waiting (see
+// OpenStream).
+func (s *Session) OpenUniStream() (*SendStream, error) {
+	qs, err := s.openStreamOf(context.Background(), kindUni, false)
+	if err != nil {
+		return nil, err
+	}
+	return s.initUni(qs)
+}
+
+// OpenUniStreamSync opens a unidirectional stream, waiting for credit and
+// the stream limit if needed (see OpenStreamSync).
+func (s *Session) OpenUniStreamSync(ctx context.Context) (*SendStream, error) {
+	qs, err := s.openStreamOf(ctx, kindUni, true)
+	if err != nil {
+		return nil, err
+	}
+	return s.initUni(qs)
+}
+
+// openStreamOf opens a QUIC stream of kind k for the session: first the session's
+// stream credit (flow.go), then the connection's stream. Most of the time
+// the QUIC limit allows the stream at once: no merged context then.
+func (s *Session) openStreamOf(ctx context.Context, k int, wait bool) (sendStream, error) {
 	if err := s.openCheck(); err != nil {
 		return nil, err
+	}
+	if s.flow != nil {
+		if err := s.takeStream(ctx, k, wait); err != nil {
+			return nil, err
+		}
+	}
+	qs, err := s.openQUIC(k)
+	if err == nil {
+		return qs, nil
+	}
+	if isStreamLimit(err) && wait {
+		ctx, stop := s.mergeCtx(ctx)
+		qs, err = s.openQUICSync(ctx, k)
+		stop()
+		if err == nil {
+			return qs, nil
+		}
+	}
+	if s.flow != nil {
+		s.untakeStream(k)
+	}
+	switch {
+	case s.isDone():
+		return nil, s.Err()
+	case isStreamLimit(err):
+		return nil, ErrStreamLimit
+	}
+	return nil, translateStreamErr(err)
+}
+
+func (s *Session) openQUIC(k int) (sendStream, error) {
+	if k == kindUni {
+		return s.c.openUniStream()
 	}
 	qs, err := s.c.openStream()
 	if err != nil {
-		return nil, translateStreamErr(err)
-	}
-	return s.initBidi(qs)
-}
-
-// OpenStreamSync opens a bidirectional stream, waiting for the peer's
-// stream limit if needed.
-func (s *Session) OpenStreamSync(ctx context.Context) (*Stream, error) {
-	if err := s.openCheck(); err != nil {
 		return nil, err
 	}
-	// Most of the time the peer's limit allows the stream at once: no
-	// merged context then.
-	if qs, err := s.c.openStream(); err == nil {
-		return s.initBidi(qs)
-	} else if !isStreamLimit(err) {
-		return nil, translateStreamErr(err)
+	return qs, nil
+}
+
+func (s *Session) openQUICSync(ctx context.Context, k int) (sendStream, error) {
+	if k == kindUni {
+		return s.c.openUniStreamSync(ctx)
 	}
-	ctx, stop := s.mergeCtx(ctx)
-	defer stop()
 	qs, err := s.c.openStreamSync(ctx)
 	if err != nil {
-		if s.isDone() {
-			return nil, s.Err()
-		}
-		return nil, translateStreamErr(err)
-	}
-	return s.initBidi(qs)
-}
-
-// OpenUniStream opens a unidirectional stream without waiting.
-func (s *Session) OpenUniStream() (*SendStream, error) {
-	if err := s.openCheck(); err != nil {
 		return nil, err
 	}
-	qs, err := s.c.openUniStream()
-	if err != nil {
-		return nil, translateStreamErr(err)
-	}
-	return s.initUni(qs)
-}
-
-// OpenUniStreamSync opens a unidirectional stream, waiting for the peer's
-// stream limit if needed.
-func (s *Session) OpenUniStreamSync(ctx context.Context) (*SendStream, error) {
-	if err := s.openCheck(); err != nil {
-		return nil, err
-	}
-	if qs, err := s.c.openUniStream(); err == nil {
-		return s.initUni(qs)
-	} else if !isStreamLimit(err) {
-		return nil, translateStreamErr(err)
-	}
-	ctx, stop := s.mergeCtx(ctx)
-	defer stop()
-	qs, err := s.c.openUniStreamSync(ctx)
-	if err != nil {
-		if s.isDone() {
-			return nil, s.Err()
-		}
-		return nil, translateStreamErr(err)
-	}
-	return s.initUni(qs)
+	return qs, nil
 }
 
 func isStreamLimit(err error) bool {
@@ -243,7 +290,7 @@ func (s *Session) initBidi(qs bidiStream) (*Stream, error) {
 	}
 	// RESET_STREAM_AT keeps the header reliable if the stream is reset.
 	qs.SetReliableBoundary()
-	return s.newStream(qs), nil
+	return s.newStream(qs, false, 0), nil
 }
 
 // initUni writes the stream type and session ID that open a

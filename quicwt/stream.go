@@ -12,9 +12,10 @@ import (
 
 // Streams are thin wrappers: after the WebTransport stream header, reads
 // and writes go straight to the quic-go stream. The wrapper translates
-// errors (application codes back from the HTTP/3 space, WT_SESSION_GONE)
-// and tells the session when both directions are finished so that it stops
-// tracking the stream.
+// errors (application codes back from the HTTP/3 space, WT_SESSION_GONE),
+// tells the session when both directions are finished so that it stops
+// tracking the stream, and, with flow control, counts the bytes against the
+// session's credit (flow.go).
 
 const (
 	doneRead  uint32 = 1
@@ -32,6 +33,44 @@ type streamState struct {
 	// The session's list of open streams, guarded by sess.mu.
 	prev, next *streamState
 	linked     bool
+
+	// Flow control (flow.go), for sessions that have it.
+	incoming  bool  // the peer opened it: its close gives stream credit back
+	peerHdr   uint8 // header bytes in the peer's direction (not counted)
+	accounted atomic.Bool
+	readN     atomic.Uint64 // body bytes read
+	final     atomic.Int64  // the peer's final size, -1 while unknown
+	wdl       atomic.Int64  // write deadline (Unix nanoseconds), 0 for none
+}
+
+// flowInit prepares the flow-control accounting of a stream whose peer
+// direction is rs (nil for a stream that only sends).
+func (st *streamState) flowInit(rs receiveStream, incoming bool, peerHdr uint8) {
+	st.incoming, st.peerHdr = incoming, peerHdr
+	if rs == nil {
+		return
+	}
+	st.final.Store(-1)
+	rs.SetReceiveFinalSizeCallback(func(size int64) {
+		st.final.Store(size)
+		if st.done.Load()&doneRead != 0 {
+			// From quic-go's event loop, which must not block.
+			go st.accountUnread()
+		}
+	})
+}
+
+// accountUnread counts the bytes of a finished receive side that were never
+// read, once its final size is known (draft-ietf-webtrans-http3-16,
+// Section 5.4).
+func (st *streamState) accountUnread() {
+	size := st.final.Load()
+	if size < 0 || st.done.Load()&doneRead == 0 || !st.accounted.CompareAndSwap(false, true) {
+		return
+	}
+	if body := uint64(size) - uint64(st.peerHdr); size >= int64(st.peerHdr) && body > st.readN.Load() {
+		st.sess.consumed(body - st.readN.Load())
+	}
 }
 
 func (st *streamState) finish(bit uint32) {
@@ -41,8 +80,19 @@ func (st *streamState) finish(bit uint32) {
 			return
 		}
 		if st.done.CompareAndSwap(old, old|bit) {
+			flow := st.sess.flow != nil
+			if flow && bit == doneRead {
+				st.accountUnread()
+			}
 			if old|bit == st.all {
 				st.sess.untrack(st)
+				if flow && st.incoming {
+					k := kindBidi
+					if st.all == doneRead {
+						k = kindUni
+					}
+					st.sess.streamClosed(k)
+				}
 			}
 			return
 		}
@@ -66,6 +116,10 @@ func (st *streamState) writeErr(err error) error {
 // readDone and writeDone pass a quic-go Read's or Write's result through,
 // translating an error (so that each wrapper's Read and Write is one call).
 func (st *streamState) readDone(n int, err error) (int, error) {
+	if st.sess.flow != nil && n > 0 {
+		st.readN.Add(uint64(n))
+		st.sess.consumed(uint64(n))
+	}
 	if err != nil {
 		err = st.readErr(err)
 	}
@@ -77,6 +131,69 @@ func (st *streamState) writeDone(n int, err error) (int, error) {
 		err = st.writeErr(err)
 	}
 	return n, err
+}
+
+// write writes p, within the session's data credit when it has flow
+// control: each piece waits for credit (WT_DATA_BLOCKED is sent), honouring
+// the write deadline.
+func (st *streamState) write(w io.Writer, p []byte) (int, error) {
+	if st.sess.flow == nil {
+		return st.writeDone(w.Write(p))
+	}
+	total := 0
+	for len(p) > 0 {
+		k, err := st.sess.reserveData(len(p), st.writeDeadline)
+		if err != nil {
+			if err == errDeadline {
+				return total, err
+			}
+			return total, st.writeErr(err)
+		}
+		n, err := w.Write(p[:k])
+		total += n
+		st.sess.unreserveData(k - n)
+		if err != nil {
+			return total, st.writeErr(err)
+		}
+		p = p[k:]
+	}
+	return total, nil
+}
+
+// tryWrite is TryWrite: all of p within the credit, or nothing.
+func (st *streamState) tryWrite(w sendStream, p []byte) (bool, error) {
+	if st.sess.flow != nil {
+		if !st.sess.tryReserveData(len(p)) {
+			return false, nil
+		}
+		ok, err := st.tryWriteDone(w.TryWriteAll(p))
+		if !ok {
+			st.sess.unreserveData(len(p))
+		}
+		return ok, err
+	}
+	return st.tryWriteDone(w.TryWriteAll(p))
+}
+
+func (st *streamState) writeDeadline() time.Time {
+	if ns := st.wdl.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// setWriteDeadline records the deadline for writes waiting for session
+// credit, and wakes them to look at it.
+func (st *streamState) setWriteDeadline(t time.Time) {
+	if st.sess.flow == nil {
+		return
+	}
+	var ns int64
+	if !t.IsZero() {
+		ns = t.UnixNano()
+	}
+	st.wdl.Store(ns)
+	st.sess.flow.wake()
 }
 
 // tryWriteDone turns TryWriteAll's result into TryWrite's.
@@ -112,9 +229,14 @@ type Stream struct {
 	st  streamState
 }
 
-func (s *Session) newStream(qs bidiStream) *Stream {
+// newStream wraps a bidirectional stream; incoming for one the peer opened,
+// whose header in the peer's direction is hdr bytes long.
+func (s *Session) newStream(qs bidiStream, incoming bool, hdr uint8) *Stream {
 	str := &Stream{str: qs}
 	str.st = streamState{sess: s, id: qs.StreamID(), all: doneRead | doneWrite, t: str}
+	if s.flow != nil {
+		str.st.flowInit(qs, incoming, hdr)
+	}
 	if !s.track(&str.st) {
 		str.cancel(frames.WTSessionGone)
 	}
@@ -132,13 +254,15 @@ func (s *Stream) StreamID() StreamID { return StreamID(s.st.id) }
 // Read reads stream data (io.Reader).
 func (s *Stream) Read(p []byte) (int, error) { return s.st.readDone(s.str.Read(p)) }
 
-// Write writes stream data (io.Writer).
-func (s *Stream) Write(p []byte) (int, error) { return s.st.writeDone(s.str.Write(p)) }
+// Write writes stream data (io.Writer). With flow control, it waits for the
+// session's data credit as well as the stream's.
+func (s *Stream) Write(p []byte) (int, error) { return s.st.write(s.str, p) }
 
-// TryWrite queues all of p if the stream's flow control and buffers allow
-// it at once, without blocking; otherwise it writes nothing and returns
-// false. Useful for broadcasts that must never wait for one slow peer.
-func (s *Stream) TryWrite(p []byte) (bool, error) { return s.st.tryWriteDone(s.str.TryWriteAll(p)) }
+// TryWrite queues all of p if the stream's flow control (and the session's)
+// and buffers allow it at once, without blocking; otherwise it writes
+// nothing and returns false. Useful for broadcasts that must never wait for
+// one slow peer.
+func (s *Stream) TryWrite(p []byte) (bool, error) { return s.st.tryWrite(s.str, p) }
 
 // Close ends the write side cleanly (FIN).
 func (s *Stream) Close() error {
@@ -161,9 +285,15 @@ func (s *Stream) CancelWrite(code StreamErrorCode) {
 }
 
 // SetDeadline, SetReadDeadline and SetWriteDeadline set I/O deadlines.
-func (s *Stream) SetDeadline(t time.Time) error      { return s.str.SetDeadline(t) }
-func (s *Stream) SetReadDeadline(t time.Time) error  { return s.str.SetReadDeadline(t) }
-func (s *Stream) SetWriteDeadline(t time.Time) error { return s.str.SetWriteDeadline(t) }
+func (s *Stream) SetDeadline(t time.Time) error {
+	s.st.setWriteDeadline(t)
+	return s.str.SetDeadline(t)
+}
+func (s *Stream) SetReadDeadline(t time.Time) error { return s.str.SetReadDeadline(t) }
+func (s *Stream) SetWriteDeadline(t time.Time) error {
+	s.st.setWriteDeadline(t)
+	return s.str.SetWriteDeadline(t)
+}
 
 // Session returns the stream's session.
 func (s *Stream) Session() *Session { return s.st.sess }
@@ -189,10 +319,10 @@ func (s *SendStream) cancel(code ErrorCode) { s.str.CancelWrite(quic.StreamError
 func (s *SendStream) StreamID() StreamID { return StreamID(s.st.id) }
 
 // Write writes stream data.
-func (s *SendStream) Write(p []byte) (int, error) { return s.st.writeDone(s.str.Write(p)) }
+func (s *SendStream) Write(p []byte) (int, error) { return s.st.write(s.str, p) }
 
 // TryWrite is Stream.TryWrite for a unidirectional stream.
-func (s *SendStream) TryWrite(p []byte) (bool, error) { return s.st.tryWriteDone(s.str.TryWriteAll(p)) }
+func (s *SendStream) TryWrite(p []byte) (bool, error) { return s.st.tryWrite(s.str, p) }
 
 // Close ends the stream cleanly (FIN).
 func (s *SendStream) Close() error {
@@ -207,7 +337,10 @@ func (s *SendStream) CancelWrite(code StreamErrorCode) {
 }
 
 // SetWriteDeadline sets the write deadline.
-func (s *SendStream) SetWriteDeadline(t time.Time) error { return s.str.SetWriteDeadline(t) }
+func (s *SendStream) SetWriteDeadline(t time.Time) error {
+	s.st.setWriteDeadline(t)
+	return s.str.SetWriteDeadline(t)
+}
 
 // Session returns the stream's session.
 func (s *SendStream) Session() *Session { return s.st.sess }
@@ -218,9 +351,12 @@ type ReceiveStream struct {
 	st  streamState
 }
 
-func (s *Session) newReceiveStream(qs receiveStream) *ReceiveStream {
+func (s *Session) newReceiveStream(qs receiveStream, hdr uint8) *ReceiveStream {
 	str := &ReceiveStream{str: qs}
 	str.st = streamState{sess: s, id: qs.StreamID(), all: doneRead, t: str}
+	if s.flow != nil {
+		str.st.flowInit(qs, true, hdr)
+	}
 	if !s.track(&str.st) {
 		str.cancel(frames.WTSessionGone)
 	}

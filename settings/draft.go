@@ -19,8 +19,10 @@ const (
 	// Draft13 is draft-13 and -14, enabled by SETTINGS_WT_MAX_SESSIONS
 	// 0x14e9cd29 > 0 and 0x33 = 1.
 	Draft13 Draft = 13
-	// Draft15 is draft-15 and later, enabled by SETTINGS_WT_ENABLED
+	// Draft15 is draft-15 and -16, enabled by SETTINGS_WT_ENABLED
 	// 0x2c7cf000 = 1 and 0x33 = 1; its :protocol token is webtransport-h3.
+	// The two share the codepoint, so a peer cannot tell them apart: the
+	// stricter rules of -16 apply, and String says "draft-15/16".
 	Draft15 Draft = 15
 )
 
@@ -33,7 +35,7 @@ func (d Draft) String() string {
 	case Draft13:
 		return "draft-13"
 	case Draft15:
-		return "draft-15"
+		return "draft-15/16"
 	}
 	return "none"
 }
@@ -89,10 +91,13 @@ func Negotiate(client, server *Settings) Draft {
 }
 
 // FlowControl reports whether WebTransport flow control is in effect for a
-// connection speaking draft d: both sides sent a nonzero initial
-// WT_MAX_DATA or WT_MAX_STREAMS setting, or, in drafts -07 to -14, a
-// maximum session count above 1 (draft-ietf-webtrans-http3, Section 5).
-// Draft-02 has no flow control.
+// connection speaking draft d (draft-ietf-webtrans-http3-16, Section 5.1):
+// both sides sent a nonzero SETTINGS_WT_INITIAL_MAX_DATA,
+// _MAX_STREAMS_UNI or _MAX_STREAMS_BIDI. In drafts -13 and -14 a
+// SETTINGS_WT_MAX_SESSIONS above 1 also declared it. Draft07 stands for
+// -07 to -12, which share a codepoint while only -12 has flow control:
+// there the initial-limit settings, which only -12 defines, decide. Draft-02
+// has no flow control.
 func FlowControl(d Draft, a, b *Settings) bool {
 	switch d {
 	case Draft02, DraftNone:
@@ -102,13 +107,7 @@ func FlowControl(d Draft, a, b *Settings) bool {
 		if s.Enabled(WTInitialMaxData) || s.Enabled(WTInitialMaxStreamsUni) || s.Enabled(WTInitialMaxStreamsBidi) {
 			return true
 		}
-		switch d {
-		case Draft07:
-			return s.Value(WebTransportMaxSessionsDraft07, 0) > 1
-		case Draft13:
-			return s.Value(WTMaxSessions, 0) > 1
-		}
-		return false
+		return d == Draft13 && s.Value(WTMaxSessions, 0) > 1
 	}
 	return on(a) && on(b)
 }
