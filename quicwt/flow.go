@@ -58,6 +58,7 @@ type sessionFlow struct {
 
 	// Receive side: what we allow.
 	recvData       atomic.Uint64 // body bytes consumed (see the file comment)
+	recvPending    atomic.Uint64 // body bytes sent by the peer (final sizes) but not yet consumed
 	recvMaxData    atomic.Uint64 // the WT_MAX_DATA we advertise
 	recvGrantBelow atomic.Uint64 // grant more when the credit left drops below this
 
@@ -317,14 +318,29 @@ func (s *Session) handleFlowCapsule(t frames.CapsuleType, v uint64) bool {
 
 // ---- receiving ----
 
+// overLimit reports that the peer has sent more than the WT_MAX_DATA we
+// advertised: what was consumed plus what final sizes show unread.
+func (f *sessionFlow) overLimit() bool {
+	return f.recvData.Load()+f.recvPending.Load() > f.recvMaxData.Load()
+}
+
+// checkPending ends the session when the peer sent past our data limit.
+func (s *Session) checkPending() {
+	f := s.flow
+	if f.overLimit() {
+		got, limit := f.recvData.Load()+f.recvPending.Load(), f.recvMaxData.Load()
+		s.flowViolation(fmt.Sprintf("peer sent %d bytes past WT_MAX_DATA %d", got-limit, limit))
+	}
+}
+
 // consumed counts n body bytes of the peer's as consumed, and grants more
 // credit when half the window is used.
 func (s *Session) consumed(n uint64) {
 	f := s.flow
 	got := f.recvData.Add(n)
 	limit := f.recvMaxData.Load()
-	if got > limit {
-		s.flowViolation(fmt.Sprintf("peer sent %d bytes past WT_MAX_DATA %d", got-limit, limit))
+	if got+f.recvPending.Load() > limit {
+		s.checkPending()
 		return
 	}
 	if limit-got >= f.recvGrantBelow.Load() {

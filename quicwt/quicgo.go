@@ -147,9 +147,11 @@ func (q quicGoConn) SmoothedRTT() time.Duration {
 
 // ConfigureQUICConfig returns a copy of base (or a new config if nil) with what
 // WebTransport needs: datagrams (RFC 9221) and RESET_STREAM_AT
-// (draft-ietf-quic-reliable-stream-reset), and enough incoming
-// unidirectional streams for the HTTP/3 critical streams plus WebTransport
-// streams.
+// (draft-ietf-quic-reliable-stream-reset), and, unless base sets them, 200
+// incoming streams of each kind: room for the HTTP/3 critical streams and
+// for more than one session's WebTransport stream credit
+// (Limits.InitialSessionMaxStreamsBidi and Uni, 100 each by default), so
+// that no session can hold all of the connection's streams.
 func ConfigureQUICConfig(base *quic.Config) *quic.Config {
 	var c *quic.Config
 	if base != nil {
@@ -160,10 +162,10 @@ func ConfigureQUICConfig(base *quic.Config) *quic.Config {
 	c.EnableDatagrams = true
 	c.EnableStreamResetPartialDelivery = true
 	if c.MaxIncomingUniStreams == 0 {
-		c.MaxIncomingUniStreams = 100
+		c.MaxIncomingUniStreams = 200
 	}
 	if c.MaxIncomingStreams == 0 {
-		c.MaxIncomingStreams = 100
+		c.MaxIncomingStreams = 200
 	}
 	return c
 }

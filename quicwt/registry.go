@@ -46,7 +46,8 @@ type earlyBuffer struct {
 type earlyStream struct {
 	bidi bidiStream
 	uni  receiveStream
-	hdr  uint8 // length of the stream header (type or signal, session ID)
+	hdr  uint8     // length of the stream header (type or signal, session ID)
+	rf   *recvFlow // its accounting, once in a session with flow control
 }
 
 // reject resets a stream that will not be delivered.

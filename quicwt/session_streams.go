@@ -56,6 +56,11 @@ func (s *Session) enqueue(es earlyStream) {
 			es.reject(frames.WTSessionGone)
 			return
 		}
+		if es.bidi != nil {
+			es.rf = s.newRecvFlow(es.bidi, es.hdr)
+		} else {
+			es.rf = s.newRecvFlow(es.uni, es.hdr)
+		}
 		s.mu.Lock()
 		if s.closeErr != nil {
 			s.mu.Unlock()
@@ -68,6 +73,7 @@ func (s *Session) enqueue(es earlyStream) {
 		s.mu.Unlock()
 		es.reject(frames.WTBufferedStreamRejected)
 		if s.flow != nil {
+			es.rf.finish() // what the peer sent on it is consumed
 			s.streamClosed(k)
 		}
 		return
@@ -137,7 +143,7 @@ func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.newStream(es.bidi, true, es.hdr), nil
+	return s.newStream(es.bidi, true, es.rf), nil
 }
 
 // TryAcceptStream returns the next bidirectional stream if one is waiting,
@@ -147,7 +153,7 @@ func (s *Session) TryAcceptStream() (str *Stream, ok bool) {
 	if err != nil {
 		return nil, false
 	}
-	return s.newStream(es.bidi, true, es.hdr), true
+	return s.newStream(es.bidi, true, es.rf), true
 }
 
 // AcceptUniStream waits for the peer's next unidirectional stream.
@@ -156,7 +162,7 @@ func (s *Session) AcceptUniStream(ctx context.Context) (*ReceiveStream, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.newReceiveStream(es.uni, es.hdr), nil
+	return s.newReceiveStream(es.uni, es.rf), nil
 }
 
 // TryAcceptUniStream returns the next unidirectional stream if one is
@@ -166,7 +172,7 @@ func (s *Session) TryAcceptUniStream() (str *ReceiveStream, ok bool) {
 	if err != nil {
 		return nil, false
 	}
-	return s.newReceiveStream(es.uni, es.hdr), true
+	return s.newReceiveStream(es.uni, es.rf), true
 }
 
 // OpenStream opens a bidirectional stream without waiting. It fails with
@@ -290,7 +296,7 @@ func (s *Session) initBidi(qs bidiStream) (*Stream, error) {
 	}
 	// RESET_STREAM_AT keeps the header reliable if the stream is reset.
 	qs.SetReliableBoundary()
-	return s.newStream(qs, false, 0), nil
+	return s.newStream(qs, false, nil), nil
 }
 
 // initUni writes the stream type and session ID that open a

@@ -2,6 +2,7 @@ package quicwt
 
 import (
 	"io"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,41 +36,98 @@ type streamState struct {
 	linked     bool
 
 	// Flow control (flow.go), for sessions that have it.
-	incoming  bool  // the peer opened it: its close gives stream credit back
-	peerHdr   uint8 // header bytes in the peer's direction (not counted)
-	accounted atomic.Bool
-	readN     atomic.Uint64 // body bytes read
-	final     atomic.Int64  // the peer's final size, -1 while unknown
-	wdl       atomic.Int64  // write deadline (Unix nanoseconds), 0 for none
+	incoming bool         // the peer opened it: its close gives stream credit back
+	wdl      atomic.Int64 // write deadline (Unix nanoseconds), 0 for none
+	rf       *recvFlow    // the receive side's accounting; nil for a stream that only sends
 }
 
-// flowInit prepares the flow-control accounting of a stream whose peer
-// direction is rs (nil for a stream that only sends).
-func (st *streamState) flowInit(rs receiveStream, incoming bool, peerHdr uint8) {
-	st.incoming, st.peerHdr = incoming, peerHdr
-	if rs == nil {
-		return
-	}
-	st.final.Store(-1)
-	rs.SetReceiveFinalSizeCallback(func(size int64) {
-		st.final.Store(size)
-		if st.done.Load()&doneRead != 0 {
-			// From quic-go's event loop, which must not block.
-			go st.accountUnread()
-		}
-	})
+// recvFlow accounts for the peer's direction of a stream in a session with
+// flow control, from the moment the stream reaches the session (accepted
+// or not).
+type recvFlow struct {
+	sess    *Session
+	peerHdr uint8 // header bytes in the peer's direction (not counted)
+
+	mu       sync.Mutex
+	final    int64  // the peer's final size, -1 while unknown
+	readN    uint64 // body bytes read
+	finished bool   // the read side is finished (EOF, error, CancelRead)
+	// unread: body bytes the peer has sent (the final size says so) but
+	// nobody read, counted in the session's pending bytes.
+	unread    uint64
+	accounted bool // the unread bytes were consumed at the read side's end
 }
 
-// accountUnread counts the bytes of a finished receive side that were never
-// read, once its final size is known (draft-ietf-webtrans-http3-16,
-// Section 5.4).
-func (st *streamState) accountUnread() {
-	size := st.final.Load()
-	if size < 0 || st.done.Load()&doneRead == 0 || !st.accounted.CompareAndSwap(false, true) {
+// newRecvFlow starts the accounting of rs, whose header in the peer's
+// direction is peerHdr bytes long.
+func (s *Session) newRecvFlow(rs receiveStream, peerHdr uint8) *recvFlow {
+	rf := &recvFlow{sess: s, peerHdr: peerHdr, final: -1}
+	rs.SetReceiveFinalSizeCallback(rf.finalSize)
+	return rf
+}
+
+// finalSize learns how much the peer sent on the stream, read or not: the
+// unread part counts against the session's limit at once, so a peer that
+// sent past it is caught without waiting for the application to read
+// (draft-ietf-webtrans-http3-16, Section 5.4).
+func (rf *recvFlow) finalSize(size int64) {
+	f := rf.sess.flow
+	rf.mu.Lock()
+	rf.final = size
+	if body := size - int64(rf.peerHdr); body > int64(rf.readN) {
+		rf.unread = uint64(body) - rf.readN
+		f.recvPending.Add(rf.unread)
+	}
+	finished := rf.finished
+	rf.mu.Unlock()
+	// Called from quic-go's event loop, which must not block: the rare
+	// follow-up (a violation, or a stream finished unread) runs apart.
+	if finished || f.overLimit() {
+		go func() {
+			if finished {
+				rf.accountUnread()
+			}
+			rf.sess.checkPending()
+		}()
+	}
+}
+
+// read counts n bytes read.
+func (rf *recvFlow) read(n int) {
+	rf.mu.Lock()
+	rf.readN += uint64(n)
+	if rf.unread > 0 {
+		d := min(uint64(n), rf.unread)
+		rf.unread -= d
+		rf.sess.flow.recvPending.Add(^(d - 1))
+	}
+	rf.mu.Unlock()
+	rf.sess.consumed(uint64(n))
+}
+
+// finish marks the read side finished and consumes what was never read.
+func (rf *recvFlow) finish() {
+	rf.mu.Lock()
+	rf.finished = true
+	rf.mu.Unlock()
+	rf.accountUnread()
+}
+
+// accountUnread consumes the bytes of a finished receive side that were
+// never read, once its final size is known.
+func (rf *recvFlow) accountUnread() {
+	rf.mu.Lock()
+	if rf.final < 0 || rf.accounted || !rf.finished {
+		rf.mu.Unlock()
 		return
 	}
-	if body := uint64(size) - uint64(st.peerHdr); size >= int64(st.peerHdr) && body > st.readN.Load() {
-		st.sess.consumed(body - st.readN.Load())
+	rf.accounted = true
+	x := rf.unread
+	rf.unread = 0
+	rf.mu.Unlock()
+	if x > 0 {
+		rf.sess.flow.recvPending.Add(^(x - 1))
+		rf.sess.consumed(x)
 	}
 }
 
@@ -81,8 +139,8 @@ func (st *streamState) finish(bit uint32) {
 		}
 		if st.done.CompareAndSwap(old, old|bit) {
 			flow := st.sess.flow != nil
-			if flow && bit == doneRead {
-				st.accountUnread()
+			if st.rf != nil && bit == doneRead {
+				st.rf.finish()
 			}
 			if old|bit == st.all {
 				st.sess.untrack(st)
@@ -116,9 +174,8 @@ func (st *streamState) writeErr(err error) error {
 // readDone and writeDone pass a quic-go Read's or Write's result through,
 // translating an error (so that each wrapper's Read and Write is one call).
 func (st *streamState) readDone(n int, err error) (int, error) {
-	if st.sess.flow != nil && n > 0 {
-		st.readN.Add(uint64(n))
-		st.sess.consumed(uint64(n))
+	if st.rf != nil && n > 0 {
+		st.rf.read(n)
 	}
 	if err != nil {
 		err = st.readErr(err)
@@ -229,13 +286,13 @@ type Stream struct {
 	st  streamState
 }
 
-// newStream wraps a bidirectional stream; incoming for one the peer opened,
-// whose header in the peer's direction is hdr bytes long.
-func (s *Session) newStream(qs bidiStream, incoming bool, hdr uint8) *Stream {
+// newStream wraps a bidirectional stream: one we opened (rf nil), or one
+// the peer opened, with its accounting when the session has flow control.
+func (s *Session) newStream(qs bidiStream, incoming bool, rf *recvFlow) *Stream {
 	str := &Stream{str: qs}
-	str.st = streamState{sess: s, id: qs.StreamID(), all: doneRead | doneWrite, t: str}
-	if s.flow != nil {
-		str.st.flowInit(qs, incoming, hdr)
+	str.st = streamState{sess: s, id: qs.StreamID(), all: doneRead | doneWrite, t: str, incoming: incoming, rf: rf}
+	if s.flow != nil && rf == nil {
+		str.st.rf = s.newRecvFlow(qs, 0) // the peer's direction has no header
 	}
 	if !s.track(&str.st) {
 		str.cancel(frames.WTSessionGone)
@@ -351,12 +408,9 @@ type ReceiveStream struct {
 	st  streamState
 }
 
-func (s *Session) newReceiveStream(qs receiveStream, hdr uint8) *ReceiveStream {
+func (s *Session) newReceiveStream(qs receiveStream, rf *recvFlow) *ReceiveStream {
 	str := &ReceiveStream{str: qs}
-	str.st = streamState{sess: s, id: qs.StreamID(), all: doneRead, t: str}
-	if s.flow != nil {
-		str.st.flowInit(qs, true, hdr)
-	}
+	str.st = streamState{sess: s, id: qs.StreamID(), all: doneRead, t: str, incoming: true, rf: rf}
 	if !s.track(&str.st) {
 		str.cancel(frames.WTSessionGone)
 	}

@@ -87,6 +87,13 @@ func dialPeer(ctx context.Context, o *Options, noDatagrams, fc bool) (*Peer, err
 		HandshakeIdleTimeout:             o.Timeout,
 		MaxIdleTimeout:                   30 * time.Second,
 	}
+	if fc {
+		// The flow-control cases read little of what the server sends:
+		// small stream windows keep an echoing server from reading (and
+		// granting credit for) much of what we send.
+		qconf.InitialStreamReceiveWindow = 4 << 10
+		qconf.MaxStreamReceiveWindow = 4 << 10
+	}
 	qc, err := quic.DialAddr(ctx, o.Addr, clientTLS(o, host), qconf)
 	if err != nil {
 		return nil, err
