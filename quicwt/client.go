@@ -246,6 +246,13 @@ func (cc *ClientConn) openSession(ctx context.Context, u *url.URL, h http.Header
 	if draft == settings.DraftNone {
 		return nil, nil, ErrNotSupported
 	}
+	if !c.requirementsMet() {
+		// A client MUST NOT establish sessions then, and MAY close the
+		// connection with WT_REQUIREMENTS_NOT_MET (draft-ietf-webtrans-http3-16,
+		// Section 3.1): a ClientConn is for WebTransport, so it does.
+		c.closeWithError(frames.WTRequirementsNotMet, "server lacks max_datagram_frame_size or reset_stream_at")
+		return nil, nil, ErrRequirementsNotMet
+	}
 	select {
 	case <-c.draining:
 		return nil, nil, ErrGoaway

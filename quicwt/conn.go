@@ -51,7 +51,8 @@ type conn struct {
 	peerDatagrams bool // the peer enabled HTTP datagrams (RFC 9297, Section 2.1.1)
 	// peerDatagramTP: the peer sent max_datagram_frame_size (RFC 9221),
 	// read by start, before the goroutines (see start).
-	peerDatagramTP bool
+	peerDatagramTP    bool
+	peerResetStreamAt bool // the peer sent reset_stream_at
 	// flowControl: WebTransport flow control is in effect (set with
 	// draft, before settingsDone is closed; see flow.go).
 	flowControl bool
@@ -119,7 +120,7 @@ func (c *conn) start() error {
 	// quic-go builds its ConnectionState under the TLS handshake's lock:
 	// read it here, on the caller's goroutine (the accept loop or the
 	// dialer), so that the control stream's reader keeps a small stack.
-	c.peerDatagramTP = c.qc.PeerDatagrams()
+	c.peerDatagramTP, c.peerResetStreamAt = c.qc.PeerTransportParameters()
 	ctrl, err := c.qc.OpenUniStream()
 	if err != nil {
 		return err
@@ -228,6 +229,15 @@ func (c *conn) connGone(err error) {
 		err = cause
 	}
 	c.shutdown(translateConnErr(err))
+}
+
+// requirementsMet reports whether the peer sent the transport parameters
+// its draft requires: from draft-15 on, max_datagram_frame_size and
+// reset_stream_at (draft-ietf-webtrans-http3-16, Section 3.1). Earlier
+// drafts' peers (Chromium and Firefox speak draft-02) do not send the
+// latter.
+func (c *conn) requirementsMet() bool {
+	return c.draft < settings.Draft15 || c.peerDatagramTP && c.peerResetStreamAt
 }
 
 // addSession registers a session (see registry.add) and, at the first one,

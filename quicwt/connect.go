@@ -35,6 +35,12 @@ func (s *Session) startReader() {
 	go s.readCapsules()
 }
 
+// connectReset ends a session awaiting its handler when the peer reset the
+// CONNECT stream (err is the reset).
+func (s *Session) connectReset(err error) {
+	s.terminate(&SessionError{Remote: true, Cause: translateStreamErr(err)}, true)
+}
+
 // readerRunning reports whether the CONNECT stream reader was started and
 // has not exited.
 func (s *Session) readerRunning() bool {

@@ -39,6 +39,11 @@ var (
 	// ErrNotSupported is returned when the peer's SETTINGS do not enable
 	// any WebTransport draft we speak.
 	ErrNotSupported = errors.New("quicwt: peer does not support WebTransport")
+	// ErrRequirementsNotMet is returned by OpenSession when the server
+	// negotiated draft-15 or later without the transport parameters it
+	// requires (max_datagram_frame_size, reset_stream_at); the connection
+	// is closed with WT_REQUIREMENTS_NOT_MET.
+	ErrRequirementsNotMet = errors.New("quicwt: server lacks the transport parameters WebTransport requires (WT_REQUIREMENTS_NOT_MET)")
 	// ErrSettingsTimeout is returned when the peer's SETTINGS did not arrive
 	// in time.
 	ErrSettingsTimeout = errors.New("quicwt: peer SETTINGS did not arrive")

@@ -119,10 +119,10 @@ func (f *fakeConn) CloseWithError(code quic.ApplicationErrorCode, msg string) er
 	f.cancel(&quic.ApplicationError{ErrorCode: code, ErrorMessage: msg})
 	return nil
 }
-func (f *fakeConn) Context() context.Context  { return f.ctx }
-func (f *fakeConn) PeerDatagrams() bool       { return true }
-func (f *fakeConn) TLS() *tls.ConnectionState { return &tls.ConnectionState{} }
-func (f *fakeConn) LocalAddr() net.Addr       { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 443} }
+func (f *fakeConn) Context() context.Context              { return f.ctx }
+func (f *fakeConn) PeerTransportParameters() (bool, bool) { return true, true }
+func (f *fakeConn) TLS() *tls.ConnectionState             { return &tls.ConnectionState{} }
+func (f *fakeConn) LocalAddr() net.Addr                   { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 443} }
 func (f *fakeConn) RemoteAddr() net.Addr {
 	return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000}
 }

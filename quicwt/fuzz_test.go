@@ -60,7 +60,21 @@ func fuzzSeeds() [][]byte {
 	wtUni := append(frames.AppendWebTransportUniHeader(nil, 0), "uni data"...)
 	wtBidi := append(frames.AppendWebTransportBidiHeader(nil, 0), "bidi data"...)
 	dgram := append(frames.AppendDatagramHeader(nil, 0), "dgram"...)
+	// Flow control: credit capsules, blocked signals, limits exceeded
+	// (the fuzzed server allows 2 streams of each kind and 1 KiB).
+	fcCaps := frames.AppendVarintCapsule(nil, frames.CapsuleMaxData, 1<<20)
+	fcCaps = frames.AppendVarintCapsule(fcCaps, frames.CapsuleMaxStreamsBidi, 200)
+	fcCaps = frames.AppendVarintCapsule(fcCaps, frames.CapsuleMaxStreamsUni, 200)
+	fcCaps = frames.AppendVarintCapsule(fcCaps, frames.CapsuleDataBlocked, 10)
+	fcCaps = frames.AppendVarintCapsule(fcCaps, frames.CapsuleStreamsBlockedBidi, 1<<60+1)
+	connectFC := frames.AppendFrame(append([]byte{}, connect...), frames.TypeData, fcCaps)
+	bigUni := append(frames.AppendWebTransportUniHeader(nil, 0), make([]byte, 3000)...)
+	noFC := defaultSettings(false)
+	setFlowLimits(&noFC, Limits{DisableFlowControl: true})
+	ctrlNoFC := noFC.AppendFrame(nil)
 	return [][]byte{
+		encodeFuzzInput(fuzzRecord{0, ctrl}, fuzzRecord{4, connectFC}, fuzzRecord{3, bigUni}, fuzzRecord{5, wtBidi}, fuzzRecord{5, wtBidi}, fuzzRecord{5, wtBidi}),
+		encodeFuzzInput(fuzzRecord{0, ctrlNoFC}, fuzzRecord{4, connectFC}, fuzzRecord{4, connect}, fuzzRecord{3, bigUni}),
 		encodeFuzzInput(fuzzRecord{0, ctrl}, fuzzRecord{4, connectWithCaps}, fuzzRecord{3, wtUni}, fuzzRecord{5, wtBidi}, fuzzRecord{6, dgram}),
 		encodeFuzzInput(fuzzRecord{0, ctrl}, fuzzRecord{4, get}, fuzzRecord{4, post}),
 		encodeFuzzInput(fuzzRecord{3, wtUni}, fuzzRecord{6, dgram}, fuzzRecord{0, ctrl}, fuzzRecord{4, connect}),
@@ -118,7 +132,8 @@ func runFuzzConnection(t *testing.T, data []byte) {
 			}()
 		}),
 		CheckOrigin: func(*http.Request) bool { return true },
-		Limits:      Limits{SettingsTimeout: 20 * time.Millisecond, CloseTimeout: 20 * time.Millisecond, BufferTimeout: 20 * time.Millisecond},
+		Limits: Limits{SettingsTimeout: 20 * time.Millisecond, CloseTimeout: 20 * time.Millisecond, BufferTimeout: 20 * time.Millisecond,
+			InitialSessionMaxData: 1024, InitialSessionMaxStreamsBidi: 2, InitialSessionMaxStreamsUni: 2},
 	}
 	c, err := srv.serveConn(fc)
 	if err != nil {

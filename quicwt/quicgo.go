@@ -58,9 +58,11 @@ type qconn interface {
 	// HandshakeComplete is closed when the QUIC handshake has completed
 	// (at once for a connection from a non-early listener or a dial).
 	HandshakeComplete() <-chan struct{}
-	// PeerDatagrams reports the peer's max_datagram_frame_size transport
-	// parameter (known once the connection is accepted or dialed).
-	PeerDatagrams() bool
+	// PeerTransportParameters reports the peer's max_datagram_frame_size
+	// (RFC 9221) and reset_stream_at (draft-ietf-quic-reliable-stream-reset)
+	// transport parameters, known once the connection is accepted or
+	// dialed.
+	PeerTransportParameters() (datagrams, resetStreamAt bool)
 	// TLS returns the TLS state (complete after the handshake).
 	TLS() *tls.ConnectionState
 	LocalAddr() net.Addr
@@ -132,8 +134,9 @@ func (q quicGoConn) Context() context.Context { return q.c.Context() }
 func (q quicGoConn) HandshakeComplete() <-chan struct{} {
 	return q.c.HandshakeComplete()
 }
-func (q quicGoConn) PeerDatagrams() bool {
-	return q.c.ConnectionState().SupportsDatagrams.Remote
+func (q quicGoConn) PeerTransportParameters() (datagrams, resetStreamAt bool) {
+	st := q.c.ConnectionState()
+	return st.SupportsDatagrams.Remote, st.SupportsStreamResetPartialDelivery.Remote
 }
 func (q quicGoConn) TLS() *tls.ConnectionState {
 	st := q.c.ConnectionState().TLS

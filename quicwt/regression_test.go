@@ -246,9 +246,13 @@ func TestPeerConnectionCloseIsRemote(t *testing.T) {
 // rawH3Server is a server written with raw bytes: it sends SETTINGS and
 // answers each request stream with answer.
 func rawH3Server(t *testing.T, answer func(n int, s *quic.Stream)) string {
+	return rawH3ServerWith(t, ConfigureQUICConfig(nil), answer)
+}
+
+func rawH3ServerWith(t *testing.T, qconf *quic.Config, answer func(n int, s *quic.Stream)) string {
 	t.Helper()
 	cert, _ := testCert(t)
-	ln, err := quic.ListenAddr("127.0.0.1:0", ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}}), ConfigureQUICConfig(nil))
+	ln, err := quic.ListenAddr("127.0.0.1:0", ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}}), qconf)
 	if err != nil {
 		t.Fatal(err)
 	}

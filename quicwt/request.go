@@ -72,8 +72,7 @@ func (c *conn) serveRequest(s bidiStream, t frames.Type) {
 	var req *http.Request
 	if head.isWebTransport() {
 		// The request's context is the session's: it ends with the
-		// session, and so when the peer resets the CONNECT stream, which
-		// the session's reader watches from now on (before Upgrade too).
+		// session, and so when the peer resets the CONNECT stream.
 		sess := c.prepareSession(s, fr)
 		if sess == nil {
 			return
@@ -97,13 +96,16 @@ func (c *conn) serveRequest(s bidiStream, t frames.Type) {
 		}
 		body := &requestBody{c: c, str: s, fr: fr, cancel: cancel}
 		req.Body = body
-		watchReset(s, cancel)
+		watchReset(s, func(error) { cancel() })
 	}
 	req.RemoteAddr = c.qc.RemoteAddr().String()
 	req.TLS = c.tls()
 	rw.req = req
 	if rw.sess != nil {
-		rw.sess.startReader()
+		// Capsules wait for the 2xx (draft-ietf-webtrans-http3-16,
+		// Section 3.2): until Upgrade sends it only a reset of the
+		// CONNECT stream is watched for.
+		watchReset(s, rw.sess.connectReset)
 	}
 	c.runHandler(rw, req)
 	if rw.sess != nil && !rw.upgraded {
@@ -156,9 +158,10 @@ func (c *conn) prepareSession(s bidiStream, fr *frameReader) *Session {
 		s.CancelWrite(quic.StreamErrorCode(frames.H3RequestRejected))
 		return nil
 	}
-	if c.draft == settings.DraftNone {
-		// The client's SETTINGS enable no draft we speak: the request is
-		// malformed (draft-ietf-webtrans-http3, Section 3.1).
+	if c.draft == settings.DraftNone || !c.requirementsMet() {
+		// The client's SETTINGS enable no draft we speak, or it lacks a
+		// transport parameter its draft requires: the request is
+		// malformed (draft-ietf-webtrans-http3-16, Section 3.1).
 		s.CancelRead(quic.StreamErrorCode(frames.H3MessageError))
 		s.CancelWrite(quic.StreamErrorCode(frames.H3MessageError))
 		return nil
@@ -274,6 +277,9 @@ func Upgrade(w http.ResponseWriter, r *http.Request) (*Session, error) {
 		return nil, rw.writeErr
 	}
 	rw.upgraded = true
+	// From the 2xx on the session's capsules are processed.
+	rw.str.SetReceiveFinalSizeCallback(nil)
+	sess.startReader()
 	if !sess.markOpen() {
 		// Ended while the handler ran (the peer closed or reset it, or the
 		// connection ended): the handler path ends our side.
@@ -283,16 +289,16 @@ func Upgrade(w http.ResponseWriter, r *http.Request) (*Session, error) {
 	return sess, nil
 }
 
-// watchReset cancels a request's context when the peer resets the request
-// stream (RESET_STREAM), without a goroutine: quic-go calls back when it
-// learns the stream's final size, from a FIN or a RESET_STREAM; only then
-// is a zero-length read (which never blocks on data and returns the reset
-// error if there was one) needed to tell them apart.
-func watchReset(s bidiStream, cancel context.CancelFunc) {
+// watchReset calls onReset when the peer resets the request stream
+// (RESET_STREAM), without a goroutine: quic-go calls back when it learns the
+// stream's final size, from a FIN or a RESET_STREAM; only then is a
+// zero-length read (which never blocks on data and returns the reset error
+// if there was one) needed to tell them apart.
+func watchReset(s bidiStream, onReset func(error)) {
 	var state atomic.Uint32 // 0 registering, 1 known while registering, 2 armed
 	check := func() {
 		if _, err := s.Read(nil); err != nil && err != io.EOF {
-			cancel()
+			onReset(err)
 		}
 	}
 	s.SetReceiveFinalSizeCallback(func(int64) {

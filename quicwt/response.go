@@ -11,6 +11,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/quicwt/quicwt/frames"
+	"github.com/quicwt/quicwt/settings"
 )
 
 // A request's response and body at a server (RFC 9114, Section 4.1).
@@ -113,12 +114,18 @@ func (w *responseWriter) FlushError() error { w.Flush(); return w.writeErr }
 func (w *responseWriter) SetReadDeadline(t time.Time) error  { return w.str.SetReadDeadline(t) }
 func (w *responseWriter) SetWriteDeadline(t time.Time) error { return w.str.SetWriteDeadline(t) }
 
-// finish completes the response: a handler that wrote nothing answered 200
-// (404 for an unaccepted WebTransport CONNECT), then FIN.
+// finish completes the response: a handler that wrote nothing answered 200,
+// or, for a WebTransport CONNECT it did not upgrade, 405 (the resource does
+// not support WebTransport: draft-ietf-webtrans-http3-16, Section 3.2;
+// drafts before -15 said 404), then FIN.
 func (w *responseWriter) finish() {
 	if !w.wroteHeader {
 		if w.sess != nil {
-			w.WriteHeader(http.StatusNotFound)
+			if w.sess.Draft() >= settings.Draft15 {
+				w.WriteHeader(http.StatusMethodNotAllowed)
+			} else {
+				w.WriteHeader(http.StatusNotFound)
+			}
 		} else {
 			w.WriteHeader(http.StatusOK)
 		}
