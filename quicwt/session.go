@@ -203,6 +203,10 @@ func (s *Session) ID() StreamID { return StreamID(s.id) }
 // Draft returns the WebTransport draft negotiated on the connection.
 func (s *Session) Draft() settings.Draft { return settings.Draft(s.draft) }
 
+// FlowControl reports whether WebTransport flow control is in effect for
+// the session: both endpoints sent nonzero initial limits (see Limits).
+func (s *Session) FlowControl() bool { return s.flow != nil }
+
 // Request returns the CONNECT request (server side), or nil.
 func (s *Session) Request() *http.Request { return s.request }
 

@@ -38,8 +38,8 @@ type WTGoSession struct {
 }
 
 // StartWTGoServer runs a webtransport-go server on 127.0.0.1, closed in
-// t.Cleanup.
-func StartWTGoServer(t testing.TB, cert *Cert) *WTGoServer {
+// t.Cleanup, with the configuration conf (at most one; none: defaults).
+func StartWTGoServer(t testing.TB, cert *Cert, conf ...*webtransport.Config) *WTGoServer {
 	t.Helper()
 	ws := &WTGoServer{
 		Cert:     cert,
@@ -56,6 +56,9 @@ func StartWTGoServer(t testing.TB, cert *Cert) *WTGoServer {
 	}
 	webtransport.ConfigureHTTP3Server(h3)
 	ws.Srv = &webtransport.Server{H3: h3, CheckOrigin: func(*http.Request) bool { return true }}
+	if len(conf) > 0 {
+		ws.Srv.Config = conf[0]
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		sess, err := ws.Srv.Upgrade(w, r)
 		if err != nil {
@@ -92,8 +95,8 @@ type WTGoClient struct {
 }
 
 // NewWTGoClient returns a webtransport-go client trusting cert, closed in
-// t.Cleanup.
-func NewWTGoClient(t testing.TB, cert *Cert) *WTGoClient {
+// t.Cleanup, with the configuration conf (at most one; none: defaults).
+func NewWTGoClient(t testing.TB, cert *Cert, conf ...*webtransport.Config) *WTGoClient {
 	pool := x509.NewCertPool()
 	pool.AddCert(cert.Leaf)
 	c := &WTGoClient{
@@ -104,6 +107,9 @@ func NewWTGoClient(t testing.TB, cert *Cert) *WTGoClient {
 		},
 	}
 	c.Transport = &webtransport.Transport{TLSClientConfig: c.TLS, QUICConfig: c.QUIC}
+	if len(conf) > 0 {
+		c.Transport.Config = conf[0]
+	}
 	t.Cleanup(func() { _ = c.Transport.Close() })
 	return c
 }
