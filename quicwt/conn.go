@@ -495,8 +495,18 @@ func (c *conn) openUniStream() (sendStream, error) { return c.qc.OpenUniStream()
 func (c *conn) openUniStreamSync(ctx context.Context) (sendStream, error) {
 	return c.qc.OpenUniStreamSync(ctx)
 }
-func (c *conn) sendDatagram(b []byte) error    { return c.qc.SendDatagram(b) }
-func (c *conn) smoothedRTT() time.Duration     { return c.qc.SmoothedRTT() }
+func (c *conn) sendDatagram(b []byte) error { return c.qc.SendDatagram(b) }
+func (c *conn) smoothedRTT() time.Duration  { return c.qc.SmoothedRTT() }
+func (c *conn) newFlow() *sessionFlow {
+	limits := func(s *settings.Settings) flowLimits {
+		return flowLimits{
+			data: s.Value(settings.WTInitialMaxData, 0),
+			bidi: s.Value(settings.WTInitialMaxStreamsBidi, 0),
+			uni:  s.Value(settings.WTInitialMaxStreamsUni, 0),
+		}
+	}
+	return newSessionFlow(limits(&c.peer), limits(&c.local), uint64(c.limits.MaxSessionDataWindow))
+}
 func (c *conn) datagramSupport() (h3, tp bool) { return c.peerDatagrams, c.peerDatagramTP }
 func (c *conn) forget(s *Session)              { c.reg.remove(s) }
 func (c *conn) localAddr() net.Addr            { return c.qc.LocalAddr() }

@@ -215,7 +215,7 @@ func (s *Session) handleCapsule(cp frames.Capsule) bool {
 		// The flow-control capsules. Without flow control they are
 		// ignored, whatever they hold: the peer may have sent them before
 		// it had our SETTINGS (draft-ietf-webtrans-http3-16, Section 5.1).
-		if s.flow == nil {
+		if !s.flowOn {
 			return false
 		}
 		v, err := frames.ParseVarintCapsule(cp.Type, cp.Value)

@@ -9,6 +9,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/quicwt/quicwt/frames"
+	"github.com/quicwt/quicwt/varint"
 )
 
 // HTTP datagrams (RFC 9297, Section 2): the connection's receiver routes
@@ -149,13 +150,13 @@ func (s *Session) SendDatagram(p []byte) error {
 		return ErrDatagramsDisabled
 	}
 	bp := dgramPool.Get().(*[]byte)
-	b := append(append((*bp)[:0], s.dgramHdr[:s.dgramHdrLen]...), p...)
+	b := append(frames.AppendDatagramHeader((*bp)[:0], s.id), p...)
 	err := s.c.sendDatagram(b)
 	*bp = b[:0]
 	dgramPool.Put(bp)
 	if err != nil {
 		if tl, ok := errors.AsType[*quic.DatagramTooLargeError](err); ok {
-			return &DatagramTooLargeError{Max: max(0, int(tl.MaxDatagramPayloadSize)-int(s.dgramHdrLen))}
+			return &DatagramTooLargeError{Max: max(0, int(tl.MaxDatagramPayloadSize)-s.datagramHeaderLen())}
 		}
 		if !tp {
 			return ErrDatagramsDisabled
@@ -177,10 +178,13 @@ var probe [1 << 16]byte
 func (s *Session) MaxDatagramSize() int {
 	err := s.c.sendDatagram(probe[:])
 	if tl, ok := errors.AsType[*quic.DatagramTooLargeError](err); ok {
-		return max(0, int(tl.MaxDatagramPayloadSize)-int(s.dgramHdrLen))
+		return max(0, int(tl.MaxDatagramPayloadSize)-s.datagramHeaderLen())
 	}
 	return 0
 }
+
+// datagramHeaderLen is the length of the session's quarter stream ID.
+func (s *Session) datagramHeaderLen() int { return varint.Len(s.id / 4) }
 
 // pushDatagram queues a received datagram payload, dropping it when the
 // queue is full or the session is closed.

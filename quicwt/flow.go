@@ -139,7 +139,7 @@ func (s *Session) flowViolation(reason string) {
 // waiting for credit until the deadline (zero: none) or the session's end.
 // A blocked writer has WT_DATA_BLOCKED sent (Section 5.6.5).
 func (s *Session) reserveData(n int, deadline func() time.Time) (int, error) {
-	f := s.flow
+	f := s.flowState()
 	for {
 		used, limit := f.sentData.Load(), f.sendMaxData.Load()
 		if used < limit {
@@ -168,7 +168,7 @@ func (s *Session) reserveData(n int, deadline func() time.Time) (int, error) {
 
 // tryReserveData takes n bytes of credit at once, or nothing.
 func (s *Session) tryReserveData(n int) bool {
-	f := s.flow
+	f := s.flowState()
 	for {
 		used, limit := f.sentData.Load(), f.sendMaxData.Load()
 		if limit-used < uint64(n) || used > limit {
@@ -191,7 +191,7 @@ func (s *Session) unreserveData(n int) {
 	if n <= 0 {
 		return
 	}
-	f := s.flow
+	f := s.flowState()
 	f.sentData.Add(^uint64(n - 1))
 	f.wake()
 }
@@ -201,7 +201,7 @@ func (s *Session) unreserveData(n int) {
 // waits for WT_MAX_STREAMS, ctx or the session's end. A blocked opener has
 // WT_STREAMS_BLOCKED sent (Section 5.6.3).
 func (s *Session) takeStream(ctx context.Context, k int, wait bool) error {
-	f := s.flow
+	f := s.flowState()
 	for {
 		n, limit := f.opened[k].Load(), f.sendMaxStreams[k].Load()
 		if n < limit {
@@ -233,8 +233,8 @@ func (s *Session) takeStream(ctx context.Context, k int, wait bool) error {
 // untakeStream returns the credit of a stream that could not be opened
 // (the peer never saw it).
 func (s *Session) untakeStream(k int) {
-	s.flow.opened[k].Add(^uint64(0))
-	s.flow.wake()
+	s.flowState().opened[k].Add(^uint64(0))
+	s.flowState().wake()
 }
 
 // waitCredit waits for ch, the session's end, ctx (nil: none) or the
@@ -284,7 +284,7 @@ var (
 // handleFlowCapsule applies a flow-control capsule of the peer. It returns
 // false when the session ended for a violation.
 func (s *Session) handleFlowCapsule(t frames.CapsuleType, v uint64) bool {
-	f := s.flow
+	f := s.flowState()
 	switch t {
 	case frames.CapsuleMaxData:
 		f.mu.Lock()
@@ -326,7 +326,7 @@ func (f *sessionFlow) overLimit() bool {
 
 // checkPending ends the session when the peer sent past our data limit.
 func (s *Session) checkPending() {
-	f := s.flow
+	f := s.flowState()
 	if f.overLimit() {
 		got, limit := f.recvData.Load()+f.recvPending.Load(), f.recvMaxData.Load()
 		s.flowViolation(fmt.Sprintf("peer sent %d bytes past WT_MAX_DATA %d", got-limit, limit))
@@ -336,7 +336,7 @@ func (s *Session) checkPending() {
 // consumed counts n body bytes of the peer's as consumed, and grants more
 // credit when half the window is used.
 func (s *Session) consumed(n uint64) {
-	f := s.flow
+	f := s.flowState()
 	got := f.recvData.Add(n)
 	limit := f.recvMaxData.Load()
 	if got+f.recvPending.Load() > limit {
@@ -377,7 +377,7 @@ const maxVarint = 1<<62 - 1
 // streamArrived counts a stream the peer opened. Beyond the limit we
 // advertised it ends the session (Section 5.6.2) and returns false.
 func (s *Session) streamArrived(k int) bool {
-	f := s.flow
+	f := s.flowState()
 	f.mu.Lock()
 	f.recvStreams[k]++
 	over := f.recvStreams[k] > f.recvMaxStreams[k]
@@ -392,7 +392,7 @@ func (s *Session) streamArrived(k int) bool {
 // streamClosed gives back the credit of a finished stream of the peer's,
 // in batches of an eighth of the window.
 func (s *Session) streamClosed(k int) {
-	f := s.flow
+	f := s.flowState()
 	f.mu.Lock()
 	f.closedStreams[k]++
 	target := min(f.closedStreams[k]+f.streamWindow[k], frames.MaxStreams)
@@ -454,7 +454,7 @@ func (f *sessionFlow) pendingCapsulesLocked(b []byte) []byte {
 // stream cannot take them at once, a goroutine writes them. One flush runs
 // at a time, so the values on the wire only increase.
 func (s *Session) flushFlow() {
-	f := s.flow
+	f := s.flowState()
 	if !f.flushing.CompareAndSwap(false, true) {
 		return // the running flush sees what the caller changed
 	}
@@ -489,9 +489,9 @@ func (s *Session) flushFlow() {
 // CloseTimeout), then goes on flushing.
 func (s *Session) flushFlowBlocking(b []byte) {
 	if err := s.writeCapsules(b, false); err != nil {
-		s.flow.flushing.Store(false)
+		s.flowState().flushing.Store(false)
 		return
 	}
-	s.flow.flushing.Store(false)
+	s.flowState().flushing.Store(false)
 	s.flushFlow()
 }

@@ -50,8 +50,8 @@ func TestFlowControlNegotiation(t *testing.T) {
 			}
 			defer cs.Close()
 			ss := <-got
-			if (cs.flow != nil) != tt.want || (ss.flow != nil) != tt.want {
-				t.Fatalf("flow control client %v server %v, want %v", cs.flow != nil, ss.flow != nil, tt.want)
+			if cs.FlowControl() != tt.want || ss.FlowControl() != tt.want {
+				t.Fatalf("flow control client %v server %v, want %v", cs.FlowControl(), ss.FlowControl(), tt.want)
 			}
 			// Without flow control the SETTINGS carry no initial limits.
 			cc, err := d.DialConn(testCtx(t), ts.addr)
@@ -211,7 +211,7 @@ func TestFlowControlCredit(t *testing.T) {
 	if sum := <-sums; sum != sha256.Sum256(payload) {
 		t.Fatal("payload differs")
 	}
-	if m := cs.flow.sendMaxData.Load(); m <= 64<<10 {
+	if m := cs.flowState().sendMaxData.Load(); m <= 64<<10 {
 		t.Fatalf("client's data credit %d: no WT_MAX_DATA arrived", m)
 	}
 }
@@ -532,7 +532,7 @@ func TestFlowControlIsolation(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the bulk session stalled behind the stalled one")
 	}
-	if used := stalled.flow.sentData.Load(); used > 512<<10 {
+	if used := stalled.flowState().sentData.Load(); used > 512<<10 {
 		t.Fatalf("stalled session sent %d bytes, above its credit", used)
 	}
 }

@@ -31,18 +31,16 @@ type Session struct {
 	str bidiStream // the CONNECT stream
 
 	request *http.Request // server side (client side: rare.response)
-	flow    *sessionFlow  // nil without flow control
+	// flow is the flow-control state, made on first use (flowState): an
+	// idle session costs nothing for it.
+	flow atomic.Pointer[sessionFlow]
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
-	dgramHdr    [8]byte
-	bidiHdr     [10]byte
-	uniHdr      [10]byte
-	dgramHdrLen uint8
-	strHdrLen   uint8 // length of bidiHdr and uniHdr
-	draft       uint8 // a settings.Draft
-	isServer    bool
+	draft    uint8 // a settings.Draft
+	isServer bool
+	flowOn   bool // flow control is in effect (its state: flowState)
 	// Under mu: CloseWithError started; Draining and Closed are (or will
 	// be made) closed.
 	closing, drained, readerExited bool
@@ -73,6 +71,9 @@ type sessionConn interface {
 	openUniStream() (sendStream, error)
 	openUniStreamSync(context.Context) (sendStream, error)
 	sendDatagram([]byte) error
+	// newFlow makes a session's flow-control state from the initial
+	// limits of both sides' SETTINGS.
+	newFlow() *sessionFlow
 	smoothedRTT() time.Duration
 	// datagramSupport: the peer enabled HTTP datagrams in SETTINGS (h3),
 	// and sent the max_datagram_frame_size transport parameter (tp).
@@ -140,23 +141,8 @@ func newSession(c *conn, str bidiStream, draft settings.Draft) *Session {
 		draft:    uint8(draft),
 		isServer: c.isServer,
 	}
-	if c.flowControl {
-		peer := flowLimits{
-			data: c.peer.Value(settings.WTInitialMaxData, 0),
-			bidi: c.peer.Value(settings.WTInitialMaxStreamsBidi, 0),
-			uni:  c.peer.Value(settings.WTInitialMaxStreamsUni, 0),
-		}
-		local := flowLimits{
-			data: c.local.Value(settings.WTInitialMaxData, 0),
-			bidi: c.local.Value(settings.WTInitialMaxStreamsBidi, 0),
-			uni:  c.local.Value(settings.WTInitialMaxStreamsUni, 0),
-		}
-		s.flow = newSessionFlow(peer, local, uint64(c.limits.MaxSessionDataWindow))
-	}
+	s.flowOn = c.flowControl
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
-	s.dgramHdrLen = uint8(len(frames.AppendDatagramHeader(s.dgramHdr[:0], id)))
-	s.strHdrLen = uint8(len(frames.AppendWebTransportBidiHeader(s.bidiHdr[:0], id)))
-	frames.AppendWebTransportUniHeader(s.uniHdr[:0], id)
 	return s
 }
 
@@ -205,7 +191,20 @@ func (s *Session) Draft() settings.Draft { return settings.Draft(s.draft) }
 
 // FlowControl reports whether WebTransport flow control is in effect for
 // the session: both endpoints sent nonzero initial limits (see Limits).
-func (s *Session) FlowControl() bool { return s.flow != nil }
+func (s *Session) FlowControl() bool { return s.flowOn }
+
+// flowState returns the session's flow-control state, making it on first
+// use; nil without flow control.
+func (s *Session) flowState() *sessionFlow {
+	if !s.flowOn {
+		return nil
+	}
+	if f := s.flow.Load(); f != nil {
+		return f
+	}
+	s.flow.CompareAndSwap(nil, s.c.newFlow())
+	return s.flow.Load()
+}
 
 // Request returns the CONNECT request (server side), or nil.
 func (s *Session) Request() *http.Request { return s.request }
@@ -383,8 +382,8 @@ func (s *Session) end(e *SessionError, resetConnect, deferResets bool) {
 	}
 	s.mu.Unlock()
 	s.cancel(e)
-	if s.flow != nil {
-		s.flow.wake()
+	if f := s.flow.Load(); f != nil {
+		f.wake()
 	}
 	if resetConnect {
 		s.str.CancelRead(quic.StreamErrorCode(frames.WTSessionGone))

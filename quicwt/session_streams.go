@@ -48,7 +48,7 @@ func (s *Session) enqueue(es earlyStream) {
 		q, w, k = &sq.bidiQ, sq.bidiWait, kindBidi
 	}
 	full := len(*q) >= s.lim.MaxIncomingStreamQueue
-	if s.flow != nil {
+	if s.flowOn {
 		// Counted against our stream limit (Section 5.6.2), in or out of
 		// the queue.
 		s.mu.Unlock()
@@ -72,7 +72,7 @@ func (s *Session) enqueue(es earlyStream) {
 	if full {
 		s.mu.Unlock()
 		es.reject(frames.WTBufferedStreamRejected)
-		if s.flow != nil {
+		if s.flowOn {
 			es.rf.finish() // what the peer sent on it is consumed
 			s.streamClosed(k)
 		}
@@ -224,7 +224,7 @@ func (s *Session) openStreamOf(ctx context.Context, k int, wait bool) (sendStrea
 	if err := s.openCheck(); err != nil {
 		return nil, err
 	}
-	if s.flow != nil {
+	if s.flowOn {
 		if err := s.takeStream(ctx, k, wait); err != nil {
 			return nil, err
 		}
@@ -241,7 +241,7 @@ func (s *Session) openStreamOf(ctx context.Context, k int, wait bool) (sendStrea
 			return qs, nil
 		}
 	}
-	if s.flow != nil {
+	if s.flowOn {
 		s.untakeStream(k)
 	}
 	switch {
@@ -290,7 +290,8 @@ func (s *Session) mergeCtx(ctx context.Context) (context.Context, func()) {
 // initBidi writes the WEBTRANSPORT_STREAM signal and session ID that open
 // a bidirectional stream (Section 4.3).
 func (s *Session) initBidi(qs bidiStream) (*Stream, error) {
-	if _, err := qs.Write(s.bidiHdr[:s.strHdrLen]); err != nil {
+	var hdr [10]byte
+	if _, err := qs.Write(frames.AppendWebTransportBidiHeader(hdr[:0], s.id)); err != nil {
 		qs.CancelRead(quic.StreamErrorCode(frames.WTSessionGone))
 		return nil, translateStreamErr(err)
 	}
@@ -302,7 +303,8 @@ func (s *Session) initBidi(qs bidiStream) (*Stream, error) {
 // initUni writes the stream type and session ID that open a
 // unidirectional stream (Section 4.2).
 func (s *Session) initUni(qs sendStream) (*SendStream, error) {
-	if _, err := qs.Write(s.uniHdr[:s.strHdrLen]); err != nil {
+	var hdr [10]byte
+	if _, err := qs.Write(frames.AppendWebTransportUniHeader(hdr[:0], s.id)); err != nil {
 		qs.CancelWrite(quic.StreamErrorCode(frames.WTSessionGone))
 		return nil, translateStreamErr(err)
 	}

@@ -71,7 +71,7 @@ func (s *Session) newRecvFlow(rs receiveStream, peerHdr uint8) *recvFlow {
 // sent past it is caught without waiting for the application to read
 // (draft-ietf-webtrans-http3-16, Section 5.4).
 func (rf *recvFlow) finalSize(size int64) {
-	f := rf.sess.flow
+	f := rf.sess.flowState()
 	rf.mu.Lock()
 	rf.final = size
 	if body := size - int64(rf.peerHdr); body > int64(rf.readN) {
@@ -99,7 +99,7 @@ func (rf *recvFlow) read(n int) {
 	if rf.unread > 0 {
 		d := min(uint64(n), rf.unread)
 		rf.unread -= d
-		rf.sess.flow.recvPending.Add(^(d - 1))
+		rf.sess.flowState().recvPending.Add(^(d - 1))
 	}
 	rf.mu.Unlock()
 	rf.sess.consumed(uint64(n))
@@ -126,7 +126,7 @@ func (rf *recvFlow) accountUnread() {
 	rf.unread = 0
 	rf.mu.Unlock()
 	if x > 0 {
-		rf.sess.flow.recvPending.Add(^(x - 1))
+		rf.sess.flowState().recvPending.Add(^(x - 1))
 		rf.sess.consumed(x)
 	}
 }
@@ -138,7 +138,7 @@ func (st *streamState) finish(bit uint32) {
 			return
 		}
 		if st.done.CompareAndSwap(old, old|bit) {
-			flow := st.sess.flow != nil
+			flow := st.sess.flowOn
 			if st.rf != nil && bit == doneRead {
 				st.rf.finish()
 			}
@@ -194,7 +194,7 @@ func (st *streamState) writeDone(n int, err error) (int, error) {
 // control: each piece waits for credit (WT_DATA_BLOCKED is sent), honouring
 // the write deadline.
 func (st *streamState) write(w io.Writer, p []byte) (int, error) {
-	if st.sess.flow == nil {
+	if !st.sess.flowOn {
 		return st.writeDone(w.Write(p))
 	}
 	total := 0
@@ -219,7 +219,7 @@ func (st *streamState) write(w io.Writer, p []byte) (int, error) {
 
 // tryWrite is TryWrite: all of p within the credit, or nothing.
 func (st *streamState) tryWrite(w sendStream, p []byte) (bool, error) {
-	if st.sess.flow != nil {
+	if st.sess.flowOn {
 		if !st.sess.tryReserveData(len(p)) {
 			return false, nil
 		}
@@ -242,7 +242,7 @@ func (st *streamState) writeDeadline() time.Time {
 // setWriteDeadline records the deadline for writes waiting for session
 // credit, and wakes them to look at it.
 func (st *streamState) setWriteDeadline(t time.Time) {
-	if st.sess.flow == nil {
+	if !st.sess.flowOn {
 		return
 	}
 	var ns int64
@@ -250,7 +250,7 @@ func (st *streamState) setWriteDeadline(t time.Time) {
 		ns = t.UnixNano()
 	}
 	st.wdl.Store(ns)
-	st.sess.flow.wake()
+	st.sess.flowState().wake()
 }
 
 // tryWriteDone turns TryWriteAll's result into TryWrite's.
@@ -291,7 +291,7 @@ type Stream struct {
 func (s *Session) newStream(qs bidiStream, incoming bool, rf *recvFlow) *Stream {
 	str := &Stream{str: qs}
 	str.st = streamState{sess: s, id: qs.StreamID(), all: doneRead | doneWrite, t: str, incoming: incoming, rf: rf}
-	if s.flow != nil && rf == nil {
+	if s.flowOn && rf == nil {
 		str.st.rf = s.newRecvFlow(qs, 0) // the peer's direction has no header
 	}
 	if !s.track(&str.st) {
