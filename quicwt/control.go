@@ -96,16 +96,6 @@ func (c *conn) goingAway() {
 // busy reports whether the connection still has sessions or requests.
 func (c *conn) busy() bool { return c.reg.count() > 0 || c.requestsActive() }
 
-// closeSessions closes every session of the connection with code and msg
-// and returns them.
-func (c *conn) closeSessions(code SessionErrorCode, msg string) []*Session {
-	sessions := c.reg.list()
-	for _, s := range sessions {
-		_ = s.CloseWithError(code, msg)
-	}
-	return sessions
-}
-
 // serveCriticalStream serves the peer's control or QPACK stream: one of
 // each type is allowed (RFC 9114, Section 6.2.1; RFC 9204, Section 4.2).
 func (c *conn) serveCriticalStream(s receiveStream, st frames.StreamType) {

@@ -239,9 +239,13 @@ func (srv *Server) Close() error {
 }
 
 // Shutdown stops accepting connections, sends GOAWAY and WT_DRAIN_SESSION
-// on every connection and session, waits for sessions and requests to end
-// until ctx is done, then closes the remaining sessions with code 0 and
-// the message "server shutting down", and the connections.
+// on every connection and session, and waits for sessions and requests to
+// end. What is left when ctx is nearly done is closed with code 0 and the
+// message "server shutting down", and the connections after it. With a
+// deadline on ctx, Shutdown returns by it: the last quarter of the time
+// left, at most closeReserve, goes to the close handshakes (a peer that
+// never reads its CONNECT stream holds nothing past the deadline); a ctx
+// canceled without a deadline leaves them shutdownLinger.
 func (srv *Server) Shutdown(ctx context.Context) error {
 	srv.init()
 	srv.mu.Lock()
@@ -257,6 +261,18 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 	for _, c := range conns {
 		c.goingAway()
 	}
+	// closeBy is when the sessions still open get closed, end when the
+	// connections do.
+	end, hasDeadline := ctx.Deadline()
+	closeBy := end
+	if hasDeadline {
+		closeBy = end.Add(-min(closeReserve, time.Until(end)/4))
+	}
+	waitCtx, cancel := context.WithDeadline(ctx, closeBy)
+	if !hasDeadline {
+		waitCtx, cancel = context.WithCancel(ctx)
+	}
+	defer cancel()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	var err error
@@ -273,34 +289,46 @@ wait:
 			break
 		}
 		select {
-		case <-ctx.Done():
-			err = ctx.Err()
+		case <-waitCtx.Done():
+			err = context.DeadlineExceeded
+			if ctx.Err() != nil {
+				err = ctx.Err()
+			}
 			break wait
 		case <-tick.C:
 		}
 	}
-	// Close what is left, then give the peers a moment to answer the
-	// WT_CLOSE_SESSION capsules before CONNECTION_CLOSE.
+	// Close what is left, each session on its own goroutine (a write to a
+	// peer that does not read may wait), then give the peers until end to
+	// answer the WT_CLOSE_SESSION capsules before CONNECTION_CLOSE.
 	var closing []*Session
 	for _, c := range conns {
-		closing = append(closing, c.closeSessions(0, "server shutting down")...)
+		closing = append(closing, c.reg.list()...)
 	}
-	grace := time.NewTimer(time.Second)
-	defer grace.Stop()
 	for _, s := range closing {
-		select {
-		case <-s.Closed():
-		case <-grace.C:
-		}
+		go func() { _ = s.CloseWithError(0, "server shutting down") }()
 	}
-	// A peer that has just answered WT_CLOSE_SESSION may still be handing
-	// the close to its application (Chromium reports "connection lost"
-	// instead of the close code when CONNECTION_CLOSE arrives within the
-	// same moment). Let the peers close their connections first, for at
-	// most shutdownLinger (even when ctx has expired: that is how a
-	// shutdown with sessions still open gets here).
+	if !hasDeadline || ctx.Err() != nil {
+		end = time.Now().Add(shutdownLinger)
+	}
 	if len(closing) > 0 {
-		linger := time.NewTimer(shutdownLinger)
+		answered := time.NewTimer(time.Until(end))
+		defer answered.Stop()
+	answers:
+		for _, s := range closing {
+			select {
+			case <-s.Closed():
+			case <-answered.C:
+				break answers
+			}
+		}
+		// A peer that has just answered WT_CLOSE_SESSION may still be
+		// handing the close to its application (Chromium reports
+		// "connection lost" instead of the close code when
+		// CONNECTION_CLOSE arrives within the same moment). Let the peers
+		// close their connections first, for at most shutdownLinger and
+		// never past end.
+		linger := time.NewTimer(min(shutdownLinger, max(0, time.Until(end))))
 		defer linger.Stop()
 	lingering:
 		for _, c := range conns {
@@ -316,6 +344,10 @@ wait:
 	}
 	return err
 }
+
+// closeReserve bounds the part of Shutdown's time that goes to the close
+// handshakes of the sessions it closes.
+const closeReserve = time.Second
 
 // shutdownLinger bounds how long Shutdown waits, after the sessions it
 // closed have ended, for the peers to close their connections themselves.
