@@ -366,7 +366,7 @@ const lossyHelperEnv = "QUICWT_LOSSY_HELPER_ADDR"
 func TestHelperLossyServer(t *testing.T) {
 	addr := os.Getenv(lossyHelperEnv)
 	if addr == "" {
-		return // only meaningful when re-executed by TestLossyNetns
+		t.Skip("a helper that TestLossyNetns re-executes in its network namespace")
 	}
 	ts := startServerOn(t, addr, wtHandler(t, echoSession))
 	fmt.Printf("READY %s %s\n", ts.addr, hex.EncodeToString(ts.hash[:]))

@@ -167,7 +167,7 @@ type Matrix struct {
 	rows map[[3]string]string
 }
 
-// Global matrix of the whole run, printed by TestZZMatrix.
+// Global matrix of the whole run, printed by TestMain (matrix_test.go).
 var matrix = &Matrix{rows: map[[3]string]string{}}
 
 // Record marks one combination as passed or failed. A combination that
