@@ -400,20 +400,27 @@ func (c *conn) deliverInline(s receiveStream, b []byte, bidi bool) bool {
 
 // readStreamPrefix reads a stream's prefix without reading past it: the
 // type's varint and, when it is wt (a WebTransport stream), the session
-// ID's. The caller parses the bytes with frames' parsers.
-func readStreamPrefix(r io.Reader, buf *[16]byte, wt uint64) ([]byte, error) {
+// ID's. The caller parses the bytes with frames' parsers. On an error,
+// empty reports that not a byte had arrived.
+func readStreamPrefix(r io.Reader, buf *[16]byte, wt uint64) (b []byte, empty bool, err error) {
 	n, err := readVarintBytes(r, buf[:8])
 	if err != nil {
-		return nil, err
+		return nil, n == 0, err
 	}
 	if v, _, _ := varint.Parse(buf[:n]); v != wt {
-		return buf[:n], nil
+		return buf[:n], false, nil
 	}
 	m, err := readVarintBytes(r, buf[n:n+8])
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return buf[:n+m], nil
+	return buf[:n+m], false, nil
+}
+
+// isTimeout reports a passed read deadline.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // handleUniStream reads a peer unidirectional stream's type (RFC 9114,
@@ -422,8 +429,19 @@ func readStreamPrefix(r io.Reader, buf *[16]byte, wt uint64) ([]byte, error) {
 func (c *conn) handleUniStream(s receiveStream) {
 	_ = s.SetReadDeadline(time.Now().Add(c.limits.HeaderTimeout))
 	var buf [16]byte
-	b, err := readStreamPrefix(s, &buf, uint64(frames.StreamTypeWebTransport))
+	b, empty, err := readStreamPrefix(s, &buf, uint64(frames.StreamTypeWebTransport))
 	if err != nil {
+		if empty && isTimeout(err) {
+			// A stream the peer opened only implicitly, by opening a
+			// higher-numbered one (RFC 9000, Section 2.1): Chromium
+			// reserves its QPACK encoder and decoder streams so and never
+			// sends on them, and answers STOP_SENDING on them by closing
+			// the connection (H3_CLOSED_CRITICAL_STREAM). Leave such a
+			// stream idle and open; QUIC's stream limit bounds them, and
+			// a type arriving later is not read.
+			_ = s.SetReadDeadline(time.Time{})
+			return
+		}
 		s.CancelRead(quic.StreamErrorCode(frames.H3StreamCreationError))
 		return
 	}
@@ -459,7 +477,7 @@ func (c *conn) handleUniStream(s receiveStream) {
 func (c *conn) handleBidiStream(s bidiStream) {
 	_ = s.SetReadDeadline(time.Now().Add(c.limits.HeaderTimeout))
 	var buf [16]byte
-	b, err := readStreamPrefix(s, &buf, uint64(frames.TypeWebTransportStream))
+	b, _, err := readStreamPrefix(s, &buf, uint64(frames.TypeWebTransportStream))
 	if err != nil {
 		s.CancelRead(quic.StreamErrorCode(frames.H3RequestIncomplete))
 		s.CancelWrite(quic.StreamErrorCode(frames.H3RequestIncomplete))

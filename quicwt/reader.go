@@ -132,21 +132,22 @@ func eofAsTruncated(err error) error {
 // readVarintBytes reads one varint from r into b (at least 8 bytes)
 // without reading past it, for stream prefixes that precede application
 // data, and returns its length. An EOF before the first byte is io.EOF,
-// inside the varint io.ErrUnexpectedEOF.
-func readVarintBytes(r io.Reader, b []byte) (int, error) {
+// inside the varint io.ErrUnexpectedEOF; on an error n counts the bytes
+// read.
+func readVarintBytes(r io.Reader, b []byte) (n int, err error) {
 	if _, err := io.ReadFull(r, b[:1]); err != nil {
 		return 0, err
 	}
-	n := varint.LenOfFirstByte(b[0])
-	if n > 1 {
-		if _, err := io.ReadFull(r, b[1:n]); err != nil {
+	l := varint.LenOfFirstByte(b[0])
+	if l > 1 {
+		if k, err := io.ReadFull(r, b[1:l]); err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return 0, err
+			return 1 + k, err
 		}
 	}
-	return n, nil
+	return l, nil
 }
 
 // readPrefixInt reads a QPACK/HPACK prefixed integer (RFC 7541, Section 5.1)

@@ -404,3 +404,35 @@ func TestAdditionalSettingsRefused(t *testing.T) {
 		}
 	}
 }
+
+// Chromium opens its QPACK streams only implicitly (by opening a later
+// unidirectional stream) and never sends on them; it closes the connection
+// when one is stopped. A unidirectional stream without a byte is left
+// alone, past HeaderTimeout; one that started its type and stalled is still
+// stopped.
+func TestImplicitlyOpenedUniStreams(t *testing.T) {
+	ts := startServer(t, wtHandler(t, echoSession), func(s *Server) { s.Limits.HeaderTimeout = 200 * time.Millisecond })
+	p := dialRaw(t, ts)
+	p.control(clientSettingsFrame())
+	connect := p.session(ts, "/wt")
+	var idle []*quic.SendStream
+	for i := 0; i < 2; i++ { // opened, never written: implicit at the server
+		s, err := p.qc.OpenUniStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, s)
+	}
+	stalled := p.uni([]byte{0x40}) // half a two-byte stream type
+	p.uni(append(frames.AppendWebTransportUniHeader(nil, uint64(connect.StreamID())), "hello"...))
+	deadline := time.Now().Add(time.Second)
+	if code, ok := sendStopCode(stalled, deadline); !ok || code != frames.H3StreamCreationError {
+		t.Fatalf("stalled stream: stopped %v with %s, want H3_STREAM_CREATION_ERROR", ok, code)
+	}
+	for i, s := range idle {
+		if code, ok := sendStopCode(s, deadline); ok {
+			t.Fatalf("implicitly opened stream %d stopped with %s", i, code)
+		}
+	}
+	p.expectAlive()
+}
