@@ -6,10 +6,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/quicwt/quicwt/cmd/quicwt/demo"
 )
 
 func init() {
@@ -69,7 +72,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "quicwt serve: -cert and -key go together\n")
 		return 2
 	}
-	cfg := demoConfig{Addr: *addr, HTTPAddr: *httpAddr, Logger: log}
+	cfg := demo.Config{Addr: *addr, HTTPAddr: *httpAddr, Logger: log}
 	generated := *certFile == ""
 	if generated {
 		cfg.Cert, err = genCert(nil, defaultValidity)
@@ -81,9 +84,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	switch *storeKind {
 	case "memory":
-		cfg.Store = newMemoryStore()
+		cfg.Store = demo.NewMemoryStore()
 	case "file":
-		st, err := openFileStore(*dataDir)
+		st, err := demo.OpenFileStore(*dataDir)
 		if err != nil {
 			return fail(stderr, "serve", fmt.Errorf("score store: %w", err))
 		}
@@ -100,12 +103,12 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		}
 		cfg.QUIC = &quic.Config{Tracer: tr}
 	}
-	d, err := startDemo(cfg)
+	d, err := demo.Start(cfg)
 	if err != nil {
 		cfg.Store.Close()
 		return fail(stderr, "serve", err)
 	}
-	printBanner(stdout, d, generated, *qlogDir)
+	printBanner(stdout, d, cfg, generated, *qlogDir)
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -136,11 +139,11 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-func printBanner(w io.Writer, d *demo, generated bool, qlogDir string) {
-	leaf := d.cfg.Cert.Leaf
+func printBanner(w io.Writer, d *demo.Server, cfg demo.Config, generated bool, qlogDir string) {
+	leaf := cfg.Cert.Leaf
 	fmt.Fprintf(w, "quicwt demo server\n")
-	fmt.Fprintf(w, "  WebTransport: %s  (UDP; endpoints /counter /echo /clicker /chat)\n", d.wtURL)
-	if u := d.pageURL(); u != "" {
+	fmt.Fprintf(w, "  WebTransport: %s  (UDP; endpoints /counter /echo /clicker /chat)\n", d.WTURL())
+	if u := d.PageURL(); u != "" {
 		fmt.Fprintf(w, "  Pages:        %s  <- open this in Chrome or Firefox\n", u)
 	}
 	kind := "from files"
@@ -148,16 +151,27 @@ func printBanner(w io.Writer, d *demo, generated bool, qlogDir string) {
 		kind = "self-signed ECDSA P-256, in memory"
 	}
 	fmt.Fprintf(w, "  Certificate:  %s, valid until %s\n", kind, leaf.NotAfter.UTC().Format(time.RFC3339))
-	fmt.Fprintf(w, "    SHA-256 (hex):    %s\n", d.hashes.Hex)
-	fmt.Fprintf(w, "    SHA-256 (base64): %s\n", d.hashes.Base64)
-	fmt.Fprintf(w, "    SPKI SHA-256 (base64, for --ignore-certificate-errors-spki-list): %s\n", d.hashes.SPKIB64)
-	if !d.pinned {
+	fmt.Fprintf(w, "    SHA-256 (hex):    %s\n", d.Hashes().Hex)
+	fmt.Fprintf(w, "    SHA-256 (base64): %s\n", d.Hashes().Base64)
+	fmt.Fprintf(w, "    SPKI SHA-256 (base64, for --ignore-certificate-errors-spki-list): %s\n", d.Hashes().SPKIB64)
+	if !d.Pinned() {
 		fmt.Fprintf(w, "    (not usable with serverCertificateHashes: needs ECDSA and at most 14 days; pages will rely on normal verification)\n")
 	}
-	fmt.Fprintf(w, "  Clicker scores: %s\n", d.cfg.Store.Describe())
+	fmt.Fprintf(w, "  Clicker scores: %s\n", cfg.Store.Describe())
 	if qlogDir != "" {
 		fmt.Fprintf(w, "  qlog:         %s\n", qlogDir)
 	}
-	fmt.Fprintf(w, "  Try:          quicwt client -certhash %s %s/echo\n", d.hashes.Hex, d.wtURL)
+	fmt.Fprintf(w, "  Try:          quicwt client -certhash %s %s/echo\n", d.Hashes().Hex, d.WTURL())
 	fmt.Fprintf(w, "Press Ctrl-C to stop.\n")
+}
+
+// defaultDataDir is $XDG_STATE_HOME/quicwt, else ~/.local/state/quicwt.
+func defaultDataDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" && filepath.IsAbs(d) {
+		return filepath.Join(d, "quicwt")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "state", "quicwt")
+	}
+	return filepath.Join(os.TempDir(), "quicwt-state")
 }

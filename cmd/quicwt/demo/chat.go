@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"context"
@@ -49,14 +49,14 @@ const (
 	defaultChatSend = 10 * time.Second
 )
 
-type chatOptions struct {
+type ChatOptions struct {
 	QueueLen    int           // per-member outgoing queue (default 1024)
 	SendTimeout time.Duration // to open and write one message (default 10 s)
 }
 
 type chatRoom struct {
 	log     *slog.Logger
-	opts    chatOptions
+	opts    ChatOptions
 	mu      sync.Mutex
 	members map[*member]struct{} // members that entered and did not leave
 }
@@ -75,7 +75,7 @@ type chatMessage struct {
 	Comment string `json:"comment,omitempty"`
 }
 
-func newChatRoom(log *slog.Logger, opts chatOptions) *chatRoom {
+func newChatRoom(log *slog.Logger, opts ChatOptions) *chatRoom {
 	if opts.QueueLen <= 0 {
 		opts.QueueLen = defaultChatQ
 	}

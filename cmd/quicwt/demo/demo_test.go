@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"bytes"
@@ -13,25 +13,26 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quicwt/quicwt/cmd/quicwt/internal/certs"
 	"github.com/quicwt/quicwt/quicwt"
 )
 
 // testCert is shared by the tests: generating one is cheap, but sharing
 // keeps the restart test on one pinned hash.
-func newTestDemo(t *testing.T, store scoreStore, chat chatOptions) *demo {
+func newTestDemo(t *testing.T, store ScoreStore, chat ChatOptions) *Server {
 	t.Helper()
-	c, err := genCert(nil, defaultValidity)
+	c, err := certs.Generate(nil, certs.DefaultValidity)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return startTestDemoWith(t, demoConfig{Cert: c, Store: store, Chat: chat})
+	return startTestDemoWith(t, Config{Cert: c, Store: store, Chat: chat})
 }
 
-func startTestDemoWith(t *testing.T, cfg demoConfig) *demo {
+func startTestDemoWith(t *testing.T, cfg Config) *Server {
 	t.Helper()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.HTTPAddr = "127.0.0.1:0"
-	d, err := startDemo(cfg)
+	d, err := Start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,12 +46,12 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-func testDialer(d *demo) *quicwt.Dialer {
+func testDialer(d *Server) *quicwt.Dialer {
 	return &quicwt.Dialer{CertificateHashes: [][32]byte{d.hashes.DER}}
 }
 
 // dialDemo opens a session on its own connection.
-func dialDemo(t *testing.T, d *demo, path string, hdr http.Header) (*quicwt.Session, *quicwt.ClientConn) {
+func dialDemo(t *testing.T, d *Server, path string, hdr http.Header) (*quicwt.Session, *quicwt.ClientConn) {
 	t.Helper()
 	ctx := testCtx(t)
 	cc, err := testDialer(d).DialConn(ctx, d.wtAddr.String())
@@ -126,7 +127,7 @@ func uniRoundTrip(t *testing.T, ctx context.Context, sess *quicwt.Session, p []b
 }
 
 func TestCounter(t *testing.T) {
-	d := newTestDemo(t, nil, chatOptions{})
+	d := newTestDemo(t, nil, ChatOptions{})
 	sess, _ := dialDemo(t, d, "/counter", nil)
 	ctx := testCtx(t)
 	if got := roundTripDatagram(t, ctx, sess, []byte("hello")); string(got) != "5" {
@@ -160,7 +161,7 @@ func TestCounter(t *testing.T) {
 }
 
 func TestNotFoundAndNotConnect(t *testing.T) {
-	d := newTestDemo(t, nil, chatOptions{})
+	d := newTestDemo(t, nil, ChatOptions{})
 	cc, err := testDialer(d).DialConn(testCtx(t), d.wtAddr.String())
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +175,7 @@ func TestNotFoundAndNotConnect(t *testing.T) {
 }
 
 func TestEcho(t *testing.T) {
-	d := newTestDemo(t, nil, chatOptions{})
+	d := newTestDemo(t, nil, ChatOptions{})
 	sess, _ := dialDemo(t, d, "/echo", nil)
 	ctx := testCtx(t)
 	if got := roundTripDatagram(t, ctx, sess, []byte("dgram ü")); string(got) != "dgram ü" {
@@ -190,7 +191,7 @@ func TestEcho(t *testing.T) {
 }
 
 func TestOrigins(t *testing.T) {
-	d := newTestDemo(t, nil, chatOptions{})
+	d := newTestDemo(t, nil, ChatOptions{})
 	p := strconv.Itoa(d.httpPort)
 	for _, tc := range []struct {
 		origin string
@@ -230,7 +231,7 @@ func TestOrigins(t *testing.T) {
 }
 
 func TestPagesAndConfig(t *testing.T) {
-	d := newTestDemo(t, nil, chatOptions{})
+	d := newTestDemo(t, nil, ChatOptions{})
 	base := fmt.Sprintf("http://127.0.0.1:%d", d.httpPort)
 	get := func(path string) string {
 		rsp, err := http.Get(base + path)
