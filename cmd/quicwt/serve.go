@@ -2,15 +2,19 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/quicwt/quicwt/cmd/quicwt/demo"
 )
@@ -28,8 +32,21 @@ endpoint (http://localhost is a secure context, so the pages may use
 WebTransport):
   /counter  datagram -> its length; stream -> its byte count (Chrome's sample)
   /echo     bidi, uni and datagram echo
-  /clicker  per-user click scores, kept in a file under -data (or -store memory)
+  /clicker  per-user click scores, kept in a file under -data (or -store memory, or Redis)
   /chat     a chat room, one unidirectional stream per message
+
+With -redis redis://HOST:PORT/DB the clicker scores live in Redis (HINCRBY
+per user) and the chat room spans every instance using that Redis (pub/sub,
+presence with a TTL): run several instances behind a UDP load balancer (see
+the README, "Running several instances"). While Redis is away, clicks are
+answered {"status":503} and the chat room is local to each instance; the
+instance rejoins by itself when Redis is back. A Redis that cannot be
+reached at startup is an error (exit status 1).
+
+Pages from other origins (another port, a file server, the original
+sample pages) may connect with -allow-origin; by default only the page
+server's own origins and the WebTransport server's own are accepted, the
+rest get HTTP 403 on their CONNECT.
 
 Without -cert/-key it generates an ECDSA P-256 certificate valid for 13
 days, in memory, prints its SHA-256 and gives it to the pages, which pass
@@ -42,6 +59,8 @@ examples:
   quicwt serve -addr [::1]:4433 -http 127.0.0.1:8000
   quicwt serve -cert cert.pem -key key.pem -store memory -log-level debug
   quicwt serve -qlog /tmp/qlog
+  quicwt serve -redis redis://127.0.0.1:6379/0 -addr :4433 -http :8080
+  quicwt serve -allow-origin http://localhost:8000,https://example.com
   quicwt client -certhash <hex printed at startup> https://127.0.0.1:4433/echo
 `
 
@@ -51,7 +70,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	httpAddr := fs.String("http", "localhost:8080", "page server `host:port` (\"localhost\" binds 127.0.0.1 and ::1; \"\" disables it)")
 	certFile := fs.String("cert", "", "certificate PEM `file` (default: generate one in memory)")
 	keyFile := fs.String("key", "", "private key PEM `file`")
-	storeKind := fs.String("store", "file", "clicker score store: `file` or memory")
+	storeKind := fs.String("store", "file", "clicker score store: `file` or memory (with -redis: Redis)")
+	redisURL := fs.String("redis", "", "keep scores and the chat room in Redis at `URL` (redis://host:port/db), shared by every instance using it")
+	allowOrigin := fs.String("allow-origin", "", "also accept pages from these `origins` (comma-separated scheme://host[:port], or * for any)")
 	dataDir := fs.String("data", defaultDataDir(), "`directory` of the file store")
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	qlogDir := fs.String("qlog", "", "write quic-go qlog files to `directory`")
@@ -72,7 +93,18 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "quicwt serve: -cert and -key go together\n")
 		return 2
 	}
-	cfg := demo.Config{Addr: *addr, HTTPAddr: *httpAddr, Logger: log}
+	allow, err := demo.ParseOrigins(*allowOrigin)
+	if err != nil {
+		fmt.Fprintf(stderr, "quicwt serve: -allow-origin: %v\n", err)
+		return 2
+	}
+	storeSet := false
+	fs.Visit(func(f *flag.Flag) { storeSet = storeSet || f.Name == "store" })
+	if *redisURL != "" && storeSet {
+		fmt.Fprintf(stderr, "quicwt serve: -store and -redis are exclusive (-redis keeps the scores in Redis)\n")
+		return 2
+	}
+	cfg := demo.Config{Addr: *addr, HTTPAddr: *httpAddr, Logger: log, AllowOrigins: allow}
 	generated := *certFile == ""
 	if generated {
 		cfg.Cert, err = genCert(nil, defaultValidity)
@@ -82,10 +114,20 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, "serve", err)
 	}
-	switch *storeKind {
-	case "memory":
+	var rdb *demo.Redis
+	switch {
+	case *redisURL != "":
+		redis.SetLogger(redisLogger{log}) // go-redis's own retries: debug only
+		rdb, err = demo.DialRedis(context.Background(), *redisURL, log)
+		if err != nil {
+			return fail(stderr, "serve", err)
+		}
+		defer rdb.Close()
+		cfg.Store = demo.NewRedisStore(rdb)
+		cfg.Chat.Link = demo.NewRedisRoom(rdb, demo.RedisRoomOptions{})
+	case *storeKind == "memory":
 		cfg.Store = demo.NewMemoryStore()
-	case "file":
+	case *storeKind == "file":
 		st, err := demo.OpenFileStore(*dataDir)
 		if err != nil {
 			return fail(stderr, "serve", fmt.Errorf("score store: %w", err))
@@ -158,6 +200,12 @@ func printBanner(w io.Writer, d *demo.Server, cfg demo.Config, generated bool, q
 		fmt.Fprintf(w, "    (not usable with serverCertificateHashes: needs ECDSA and at most 14 days; pages will rely on normal verification)\n")
 	}
 	fmt.Fprintf(w, "  Clicker scores: %s\n", cfg.Store.Describe())
+	if cfg.Chat.Link != nil {
+		fmt.Fprintf(w, "  Chat room:    %s\n", cfg.Chat.Link.Describe())
+	}
+	if len(cfg.AllowOrigins) > 0 {
+		fmt.Fprintf(w, "  Also allowed: %s\n", strings.Join(cfg.AllowOrigins, ", "))
+	}
 	if qlogDir != "" {
 		fmt.Fprintf(w, "  qlog:         %s\n", qlogDir)
 	}
@@ -174,4 +222,12 @@ func defaultDataDir() string {
 		return filepath.Join(h, ".local", "state", "quicwt")
 	}
 	return filepath.Join(os.TempDir(), "quicwt-state")
+}
+
+// redisLogger sends go-redis's own log lines (dial retries, pool events)
+// to the debug level: the demo logs Redis state changes itself, once each.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
 }

@@ -193,10 +193,7 @@ func TestEcho(t *testing.T) {
 func TestOrigins(t *testing.T) {
 	d := newTestDemo(t, nil, ChatOptions{})
 	p := strconv.Itoa(d.httpPort)
-	for _, tc := range []struct {
-		origin string
-		ok     bool
-	}{
+	checkOrigins(t, d, []originCase{
 		{"", true},
 		{"http://localhost:" + p, true},
 		{"http://127.0.0.1:" + p, true},
@@ -206,14 +203,59 @@ func TestOrigins(t *testing.T) {
 		{"http://evil.example:" + p, false},
 		{"https://evil.example", false},
 		{"null", false},
-	} {
+	})
+}
+
+// -allow-origin: listed origins (in any case, default port or not) are
+// accepted besides the server's own, "*" accepts all.
+func TestAllowOrigins(t *testing.T) {
+	allow, err := ParseOrigins("https://Example.com:443, http://127.0.0.1:9000/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := certs.Generate(nil, certs.DefaultValidity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := startTestDemoWith(t, Config{Cert: c, AllowOrigins: allow})
+	p := strconv.Itoa(d.httpPort)
+	checkOrigins(t, d, []originCase{
+		{"https://example.com", true},
+		{"http://127.0.0.1:9000", true},
+		{"http://localhost:" + p, true}, // still the page server's own
+		{"http://127.0.0.1:9001", false},
+		{"http://example.com", false},
+		{"null", false},
+	})
+	d2 := startTestDemoWith(t, Config{Cert: c, AllowOrigins: []string{"*"}})
+	checkOrigins(t, d2, []originCase{{"https://anything.example", true}, {"null", true}})
+
+	for _, bad := range []string{"example.com", "ftp://x", "https://x/path", "https://", "https://u@x"} {
+		if _, err := ParseOrigins(bad); err == nil {
+			t.Errorf("ParseOrigins(%q) accepted", bad)
+		}
+	}
+}
+
+type originCase struct {
+	origin string
+	ok     bool
+}
+
+// checkOrigins opens one session per case on one QUIC connection: a
+// refused origin is a 403 on its CONNECT only, so the connection still
+// carries the next session (a last one without Origin proves it).
+func checkOrigins(t *testing.T, d *Server, cases []originCase) {
+	t.Helper()
+	cc, err := testDialer(d).DialConn(testCtx(t), d.wtAddr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	for _, tc := range append(cases, originCase{"", true}) {
 		hdr := http.Header{}
 		if tc.origin != "" {
 			hdr.Set("Origin", tc.origin)
-		}
-		cc, err := testDialer(d).DialConn(testCtx(t), d.wtAddr.String())
-		if err != nil {
-			t.Fatal(err)
 		}
 		_, sess, err := cc.OpenSession(testCtx(t), d.wtURL+"/echo", hdr)
 		var rej *quicwt.RejectedError
@@ -226,7 +268,6 @@ func TestOrigins(t *testing.T) {
 		if sess != nil {
 			sess.Close()
 		}
-		cc.Close()
 	}
 }
 

@@ -62,6 +62,8 @@ type Server struct {
 	anyOrigin bool
 
 	serveErr chan error
+	stopLink context.CancelFunc // ends the chat link's Run
+	linkDone chan struct{}
 	wg       sync.WaitGroup
 }
 
@@ -110,6 +112,12 @@ func Start(cfg Config) (*Server, error) {
 	}
 	d.origins, d.anyOrigin = d.allowedOrigins()
 
+	lctx, stop := context.WithCancel(context.Background())
+	d.stopLink, d.linkDone = stop, make(chan struct{})
+	go func() {
+		defer close(d.linkDone)
+		d.room.link.Run(lctx, d.room.remote)
+	}()
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -234,6 +242,10 @@ func (d *Server) Hashes() certs.Hashes { return d.hashes }
 // serverCertificateHashes (ECDSA, at most 14 days).
 func (d *Server) Pinned() bool { return d.pinned }
 
+// linkCloseTimeout bounds how long stopping waits for the chat link to
+// send the last leaves.
+const linkCloseTimeout = 3 * time.Second
+
 // Err reports a serving failure (nil channel read blocks while fine).
 func (d *Server) Err() <-chan error { return d.serveErr }
 
@@ -252,6 +264,15 @@ func (d *Server) Shutdown(ctx context.Context) error {
 	}
 	err := d.wt.Shutdown(ctx)
 	d.wg.Wait()
+	// The sessions are gone and their leaves queued: send them, then
+	// withdraw from the shared room.
+	lctx, cancel := context.WithTimeout(context.Background(), linkCloseTimeout)
+	if lerr := d.room.link.Close(lctx); err == nil {
+		err = lerr
+	}
+	cancel()
+	d.stopLink()
+	<-d.linkDone
 	if cerr := d.cfg.Store.Close(); err == nil {
 		err = cerr
 	}
@@ -268,6 +289,11 @@ func (d *Server) Close() error {
 	}
 	err := d.wt.Close()
 	d.wg.Wait()
+	lctx, cancel := context.WithTimeout(context.Background(), linkCloseTimeout)
+	d.room.link.Close(lctx)
+	cancel()
+	d.stopLink()
+	<-d.linkDone
 	if cerr := d.cfg.Store.Close(); err == nil {
 		err = cerr
 	}
