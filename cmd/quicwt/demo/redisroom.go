@@ -39,8 +39,9 @@ import (
 // members whose instance has no liveness key and runs the same script
 // for them, so their leaves are announced once, by one survivor, within
 // TTL + one heartbeat. A survivor reaps only after it has itself been
-// connected for one TTL, so that after a Redis restart the live instances
-// have re-registered before anyone judges them dead.
+// back for one TTL, and an instance cut off from Redis retries at least
+// every TTL/2, so that after an outage or a Redis restart the live
+// instances have refreshed their keys before anyone judges them dead.
 //
 // Joins are one script too (HSET, PUBLISH only if the field is new). A
 // restarted instance is a new instance (a new random ID): it announces
@@ -261,8 +262,16 @@ func (w *worker) wait() time.Duration {
 	if w.up || w.failures == 0 {
 		return w.l.opts.Heartbeat
 	}
-	d := w.l.opts.Heartbeat << min(w.failures, 6)
-	return min(d, max(maxBackoff, w.l.opts.Heartbeat))
+	return w.l.backoff(w.failures)
+}
+
+// backoff is the wait after n failures in a row: doubling from the
+// heartbeat, at most half the TTL (and maxBackoff), so that every
+// instance is back within TTL/2 of Redis: the reapers' grace after their
+// own return is one TTL.
+func (l *redisRoom) backoff(n int) time.Duration {
+	limit := max(min(maxBackoff, l.opts.TTL/2), l.opts.Heartbeat)
+	return min(l.opts.Heartbeat<<min(n, 6), limit)
 }
 
 // fail records a failed command: the link goes down until a beat
@@ -316,9 +325,9 @@ func (w *worker) beat(ctx context.Context) {
 		case rejoin:
 			l.log.Info("chat link rejoined", "reannounced", wasReaped)
 		}
-		if rejoin || w.connectedAt.IsZero() {
-			w.connectedAt = time.Now()
-		}
+		// Back from an outage (or Redis restarted): the others may not
+		// have refreshed their liveness keys yet; reap only after a TTL.
+		w.connectedAt = time.Now()
 		w.up, w.failures = true, 0
 	}
 	l.mu.Lock()
@@ -514,7 +523,7 @@ func (l *redisRoom) subscribe(ctx context.Context, deliver func(ChatEvent)) {
 			return
 		}
 		failures++
-		d := min(l.opts.Heartbeat<<min(failures, 6), max(maxBackoff, l.opts.Heartbeat))
+		d := l.backoff(failures)
 		l.log.Debug("chat subscription lost, retrying", "err", err, "in", d.String())
 		select {
 		case <-ctx.Done():
