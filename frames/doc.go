@@ -11,7 +11,7 @@
 //     (RFC 9114, Section 7.2.8).
 //   - Which frame may appear on which stream kind (RFC 9114, Sections 6.2.1,
 //     7.2 and 4.1; RFC 9220 and draft-ietf-webtrans-http3 for CONNECT
-//     streams), as one table queried by Check.
+//     streams), answered by Check.
 //   - Stream-type prefixes of unidirectional streams (RFC 9114, Section 6.2;
 //     RFC 9204, Section 4.2; draft-ietf-webtrans-http3, Section 4.2) and the
 //     WEBTRANSPORT_STREAM signal of bidirectional streams (Section 4.3).

@@ -173,7 +173,6 @@ var (
 	ErrHTTP2Frame        = connErr(H3FrameUnexpected, "HTTP/2-only frame type")
 	ErrFrameUnexpected   = connErr(H3FrameUnexpected, "frame not allowed on this stream")
 	ErrMissingSettings   = connErr(H3MissingSettings, "first frame on control stream is not SETTINGS")
-	ErrVarintRange       = connErr(H3FrameError, "value exceeds 2^62-1")
 	ErrCapsuleTooLarge   = streamErr(H3ExcessiveLoad, "capsule length exceeds limit")
 	ErrCapsuleMalformed  = streamErr(H3DatagramError, "malformed capsule")
 	ErrCapsuleIncomplete = streamErr(H3MessageError, "stream ended inside a capsule")

@@ -217,7 +217,6 @@ func TestErrorType(t *testing.T) {
 		{ErrHTTP2Frame, H3FrameUnexpected, true},
 		{ErrFrameUnexpected, H3FrameUnexpected, true},
 		{ErrMissingSettings, H3MissingSettings, true},
-		{ErrVarintRange, H3FrameError, true},
 		{ErrCapsuleTooLarge, H3ExcessiveLoad, false},
 		{ErrCapsuleMalformed, H3DatagramError, false},
 		{ErrCapsuleIncomplete, H3MessageError, false},

@@ -96,6 +96,28 @@ func ParseWebTransportBidiHeader(b []byte) (sessionID uint64, n int, err error) 
 	return sid, n, nil
 }
 
+// ParseBidiStreamHeader parses the prefix of a peer's bidirectional
+// stream: its first varint, a frame type (RFC 9114, Section 6.1), and, when
+// that is the WEBTRANSPORT_STREAM signal (draft-ietf-webtrans-http3,
+// Section 4.3), the session ID after it. n is the number of bytes the
+// prefix occupies: for another type, only the type's varint (the frame's
+// length follows). Errors are those of ParseUniStreamHeader.
+func ParseBidiStreamHeader(b []byte) (t Type, sessionID uint64, n int, err error) {
+	v, n1, err := varint.Parse(b)
+	if err != nil {
+		return 0, 0, 0, ErrTruncated
+	}
+	t = Type(v)
+	if t != TypeWebTransportStream {
+		return t, 0, n1, nil
+	}
+	sid, n2, err := ParseWebTransportBidiHeader(b[n1:])
+	if err == ErrTruncated {
+		return t, 0, 0, err
+	}
+	return t, sid, n1 + n2, err
+}
+
 // IsSessionID reports whether id can name a WebTransport session: the ID of
 // a client-initiated bidirectional stream, that is, divisible by 4
 // (draft-ietf-webtrans-http3, Section 4.2; RFC 9000, Section 2.1).

@@ -247,8 +247,21 @@ func FuzzSettings(f *testing.F) {
 		for _, d := range []settings.Draft{settings.Draft02, settings.Draft07, settings.Draft13, settings.Draft15} {
 			_ = settings.FlowControl(d, &s, &s2)
 		}
-		if d := settings.Negotiate(&s, &s2); d != settings.DraftNone && s.Offers()&(1<<d) == 0 {
-			t.Fatalf("negotiated %v not offered", d)
+		// A negotiated draft is one whose enabling setting both sides
+		// sent, against our server's defaults too.
+		enabling := map[settings.Draft]settings.ID{
+			settings.Draft02: settings.EnableWebTransport, settings.Draft07: settings.WebTransportMaxSessionsDraft07,
+			settings.Draft13: settings.WTMaxSessions, settings.Draft15: settings.WTEnabled,
+		}
+		var srv settings.Settings
+		for _, id := range []settings.ID{settings.EnableConnectProtocol, settings.H3Datagram, settings.EnableWebTransport, settings.WTMaxSessions, settings.WTEnabled} {
+			srv.Set(id, 1)
+		}
+		for _, pair := range [][2]*settings.Settings{{&s, &s2}, {&s, &srv}} {
+			d := settings.Negotiate(pair[0], pair[1])
+			if id, ok := enabling[d]; ok && (!pair[0].Enabled(id) || !pair[1].Enabled(id)) {
+				t.Fatalf("negotiated %v without %v on both sides", d, id)
+			}
 		}
 	})
 }

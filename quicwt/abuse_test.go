@@ -51,34 +51,26 @@ func (a connSnap) String() string {
 }
 
 func snapConn(c *conn) connSnap {
-	c.mu.Lock()
+	rs := c.reg.stats()
 	sn := connSnap{
 		conns:        1,
-		sessions:     len(c.sessions),
-		early:        len(c.early),
-		earlyStreams: c.earlyStreams,
-		earlyDgrams:  c.earlyDgrams,
-		earlyBytes:   c.earlyBytes,
-		goneN:        c.goneN,
-		activeReqs:   c.activeReqs,
+		sessions:     rs.Sessions,
+		early:        rs.EarlyIDs,
+		earlyStreams: rs.EarlyStreams,
+		earlyDgrams:  rs.EarlyDgrams,
+		earlyBytes:   rs.EarlyBytes,
+		goneN:        rs.Ended,
 	}
-	sessions := make([]*Session, 0, len(c.sessions))
-	for _, s := range c.sessions {
-		sessions = append(sessions, s)
-	}
+	c.mu.Lock()
+	sn.activeReqs = c.activeReqs
 	c.mu.Unlock()
-	for _, s := range sessions {
-		s.mu.Lock()
-		if s.sq != nil {
-			sn.bidiQ += len(s.sq.bidiQ)
-			sn.uniQ += len(s.sq.uniQ)
-		}
-		if s.dq != nil {
-			sn.dgramQueued += s.dq.bytes
-		}
-		sn.tracked += int(s.nStreams)
-		s.mu.Unlock()
-		sn.dgramDrops += s.DatagramsDropped()
+	for _, s := range c.reg.list() {
+		ss := s.stats()
+		sn.bidiQ += ss.BidiQueued
+		sn.uniQ += ss.UniQueued
+		sn.dgramQueued += ss.DatagramBytes
+		sn.tracked += ss.Tracked
+		sn.dgramDrops += ss.DatagramsDropped
 	}
 	return sn
 }
@@ -303,7 +295,7 @@ func dialRawConfig(t testing.TB, ts *testServer, qconf *quic.Config) *rawPeer {
 	tc := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h3"}}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	qc, err := quic.DialAddr(ctx, ts.addr, tc, QUICConfig(qconf))
+	qc, err := quic.DialAddr(ctx, ts.addr, tc, ConfigureQUICConfig(qconf))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -662,7 +654,7 @@ func TestAbuseSessionChurn(t *testing.T) {
 		if err != nil {
 			t.Fatalf("session %d: %v (server %v)", i, err, ts.snap())
 		}
-		if err := s.CloseWithError(uint32(i), "churn"); err != nil {
+		if err := s.CloseWithError(SessionErrorCode(i), "churn"); err != nil {
 			t.Fatalf("close %d: %v", i, err)
 		}
 	}
@@ -684,10 +676,7 @@ func TestAbuseSessionChurn(t *testing.T) {
 		t.Errorf("gone counters server %d client %d, want %d", st.goneN, cst.goneN, n+1)
 	}
 	for _, c := range []*conn{ts.serverConns()[0], cc.c} {
-		c.mu.Lock()
-		ringLen := len(c.gone)
-		c.mu.Unlock()
-		if ringLen > 64 {
+		if ringLen := c.reg.stats().GoneRing; ringLen > goneRing {
 			t.Errorf("gone ring holds %d IDs", ringLen)
 		}
 	}
@@ -906,7 +895,7 @@ func TestAbuseDatagramFlood(t *testing.T) {
 		// session on it has called ReceiveDatagram; this one never reads.
 		sess.c.wantDatagrams()
 		h0 := heapNow()
-		limit := sess.c.limits.DatagramQueueBytes
+		limit := sess.lim.DatagramQueueBytes
 		peakQ := samplePeak(t, func() int { return ts.snap().dgramQueued })
 		start := time.Now()
 		for i := 0; i < n; i++ {
@@ -1453,7 +1442,7 @@ func TestAbuseRapidReset(t *testing.T) {
 		hAttack := heapNow()
 		tPeak := peakT.Stop()
 		t.Logf("%d WebTransport streams opened and reset in %v; peak tracked+queued %d; server %v", n, elapsed.Round(time.Millisecond), tPeak, ts.snap())
-		if tPeak > maxStreamsWT+sess.c.limits.MaxIncomingStreamQueue {
+		if tPeak > maxStreamsWT+sess.lim.MaxIncomingStreamQueue {
 			t.Errorf("server held %d streams at once", tPeak)
 		}
 		if sess.Err() != nil {

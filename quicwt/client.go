@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/quicwt/quicwt/frames"
 	"github.com/quicwt/quicwt/settings"
@@ -30,15 +31,23 @@ type Dialer struct {
 	// DER encoding, as the browser API's serverCertificateHashes does;
 	// when set, chain verification is replaced by the pin.
 	CertificateHashes [][32]byte
-	// QUICConfig is used for new connections (see QUICConfig).
+	// QUICConfig is used for new connections (see ConfigureQUICConfig).
 	QUICConfig *quic.Config
+	// Transport, when set, dials from the caller's QUIC transport (its
+	// socket, connection ID generator, stateless reset key...) instead of
+	// a new UDP socket per connection; the options above still apply.
+	Transport *quic.Transport
 	// Limits bound what the server can make the client hold.
 	Limits Limits
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
-	// Settings, when set, replaces the client's SETTINGS (see
-	// DefaultClientSettings).
-	Settings *settings.Settings
+	// AdditionalSettings are added to the client's SETTINGS
+	// (DefaultClientSettings), replacing a default's value for the same
+	// ID, as for Server.AdditionalSettings.
+	AdditionalSettings []settings.Setting
+
+	// settings, when set by a test, replaces the SETTINGS whole.
+	settings *settings.Settings
 }
 
 // ClientConn is a client's HTTP/3 connection, which can carry several
@@ -95,7 +104,7 @@ func (d *Dialer) DialConn(ctx context.Context, addr string) (*ClientConn, error)
 	if err != nil {
 		return nil, fmt.Errorf("quicwt: bad address %q: %w", addr, err)
 	}
-	tlsConf := TLSConfig(d.TLSClientConfig)
+	tlsConf := ConfigureTLSConfig(d.TLSClientConfig)
 	if tlsConf.ServerName == "" {
 		tlsConf.ServerName = host
 	}
@@ -106,7 +115,16 @@ func (d *Dialer) DialConn(ctx context.Context, addr string) (*ClientConn, error)
 			return verifyPinned(cs.PeerCertificates, pins)
 		}
 	}
-	qc, err := quic.DialAddr(ctx, addr, tlsConf, QUICConfig(d.QUICConfig))
+	var qc *quic.Conn
+	if d.Transport != nil {
+		udp, rerr := net.ResolveUDPAddr("udp", addr)
+		if rerr != nil {
+			return nil, fmt.Errorf("quicwt: resolving %q: %w", addr, rerr)
+		}
+		qc, err = d.Transport.Dial(ctx, udp, tlsConf, ConfigureQUICConfig(d.QUICConfig))
+	} else {
+		qc, err = quic.DialAddr(ctx, addr, tlsConf, ConfigureQUICConfig(d.QUICConfig))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -119,15 +137,31 @@ func (d *Dialer) DialConn(ctx context.Context, addr string) (*ClientConn, error)
 }
 
 // NewClientConn runs the client side of HTTP/3 on a QUIC connection the
-// caller dialed (ALPN h3, datagrams enabled).
+// caller dialed (ALPN h3, datagrams enabled: see ConfigureTLSConfig and
+// ConfigureQUICConfig). The Dialer's TLSClientConfig and QUICConfig do not
+// apply (the connection exists); its CertificateHashes, when set, are
+// checked against the connection's certificate, which fails the call when
+// none matches. The caller owns the connection: to deliver a session's
+// close to the server, wait for Session.Closed after CloseWithError before
+// closing the QUIC connection.
 func (d *Dialer) NewClientConn(qc *quic.Conn) (*ClientConn, error) {
+	if len(d.CertificateHashes) > 0 {
+		if err := verifyPinned(qc.ConnectionState().TLS.PeerCertificates, d.CertificateHashes); err != nil {
+			return nil, err
+		}
+	}
 	return d.newClientConn(wrapConn(qc))
 }
 
 func (d *Dialer) newClientConn(qc qconn) (*ClientConn, error) {
 	local := defaultSettings(false)
-	if d.Settings != nil {
-		local = *d.Settings
+	if d.settings != nil {
+		local = *d.settings
+	} else {
+		var err error
+		if local, err = withAdditional(local, d.AdditionalSettings); err != nil {
+			return nil, err
+		}
 	}
 	c := newConn(qc, false, d.Limits, d.Logger, &local)
 	if err := c.start(); err != nil {
@@ -164,12 +198,12 @@ func (cc *ClientConn) Draft(ctx context.Context) (settings.Draft, error) {
 	return cc.c.draft, nil
 }
 
-// PeerSettings waits for and returns the server's SETTINGS.
+// PeerSettings waits for the server's SETTINGS and returns a copy.
 func (cc *ClientConn) PeerSettings(ctx context.Context) (*settings.Settings, error) {
 	if err := cc.c.waitSettings(ctx); err != nil {
 		return nil, err
 	}
-	return &cc.c.peer, nil
+	return cc.c.peerSettings(), nil
 }
 
 // Close closes the connection with H3_NO_ERROR.
@@ -188,12 +222,7 @@ func (cc *ClientConn) CloseWithGoaway() error {
 func (cc *ClientConn) Done() <-chan struct{} { return cc.c.closed }
 
 // Err returns why the connection ended, or nil while it is open.
-func (cc *ClientConn) Err() error {
-	if !cc.c.isClosed() {
-		return nil
-	}
-	return cc.c.closeErr
-}
+func (cc *ClientConn) Err() error { return cc.c.closeError() }
 
 // Draining is closed when the server sent GOAWAY.
 func (cc *ClientConn) Draining() <-chan struct{} { return cc.c.draining }
@@ -230,6 +259,9 @@ func (cc *ClientConn) openSession(ctx context.Context, u *url.URL, h http.Header
 	if err := c.addSession(sess); err != nil {
 		str.CancelWrite(quic.StreamErrorCode(frames.H3RequestCancelled))
 		str.CancelRead(quic.StreamErrorCode(frames.H3RequestCancelled))
+		if err == ErrTooManySessions {
+			err = fmt.Errorf("%w: %d sessions are open on this connection (Limits.MaxSessions)", err, c.limits.MaxSessions)
+		}
 		return nil, nil, err
 	}
 	fail := func(err error) (*http.Response, *Session, error) {
@@ -239,10 +271,14 @@ func (cc *ClientConn) openSession(ctx context.Context, u *url.URL, h http.Header
 		}
 		return nil, nil, err
 	}
+	authority, err := httpguts.PunycodeHostPort(u.Host)
+	if err != nil {
+		return fail(fmt.Errorf("quicwt: bad host %q: %w", u.Host, err))
+	}
 	e := newFieldEncoder()
 	e.add(":method", http.MethodConnect)
 	e.add(":scheme", "https")
-	e.add(":authority", u.Host)
+	e.add(":authority", authority)
 	path := u.RequestURI()
 	e.add(":path", path)
 	e.add(":protocol", draft.Protocol())
@@ -259,23 +295,18 @@ func (cc *ClientConn) openSession(ctx context.Context, u *url.URL, h http.Header
 	var status int
 	var hdr http.Header
 	for {
-		fields, err := c.readHeaderSection(fr, noType)
+		fields, err := readHeaderSection(fr, noType, false, &c.limits)
 		if err != nil {
 			stop()
 			if ctx.Err() != nil {
 				return fail(ctx.Err())
 			}
-			if fe, ok := errors.AsType[*frames.Error](err); ok && fe.Connection {
-				c.fail(err)
-			}
-			return fail(translateStreamErr(err))
+			return fail(c.responseStreamError(str, err))
 		}
 		status, hdr, err = parseResponseFields(fields)
 		if err != nil {
 			stop()
-			str.CancelRead(quic.StreamErrorCode(frames.H3MessageError))
-			str.CancelWrite(quic.StreamErrorCode(frames.H3MessageError))
-			return fail(err)
+			return fail(c.responseStreamError(str, err))
 		}
 		if status >= 200 {
 			break
@@ -306,7 +337,7 @@ func (cc *ClientConn) openSession(ctx context.Context, u *url.URL, h http.Header
 	sess.rareLocked().response = rsp
 	sess.mu.Unlock()
 	sess.adoptReader(fr)
-	sess.state.Store(sessionOpen)
+	sess.open()
 	if cc.owned {
 		// A Dial connection lives as long as its session. It is closed only
 		// after the peer ended the CONNECT stream, so that our
@@ -315,7 +346,33 @@ func (cc *ClientConn) openSession(ctx context.Context, u *url.URL, h http.Header
 		sess.rareLocked().onReaderDone = func() { cc.Close() }
 		sess.mu.Unlock()
 	}
-	sess.readerStarted.Store(true)
-	go sess.readCapsules()
+	sess.startReader()
 	return rsp, sess, nil
+}
+
+// responseStreamError turns a failure to read a CONNECT response into the
+// dial's error: a frame or QPACK violation closes the connection; an
+// incomplete, oversized or malformed response fails this request only
+// (RFC 9114, Section 4.1), its stream reset with the matching code.
+func (c *conn) responseStreamError(str bidiStream, err error) error {
+	reset := func(code ErrorCode) {
+		str.CancelRead(quic.StreamErrorCode(code))
+		str.CancelWrite(quic.StreamErrorCode(code))
+	}
+	if errors.Is(err, errFieldSectionTooLarge) {
+		reset(frames.H3ExcessiveLoad)
+		return fmt.Errorf("%w: response header section above Limits.MaxFieldSectionSize (%d)", ErrMalformedResponse, c.limits.MaxFieldSectionSize)
+	}
+	if fe, ok := errors.AsType[*frames.Error](err); ok {
+		if fe.Connection {
+			c.fail(err)
+			return c.closeErr
+		}
+		reset(fe.Code)
+		if fe.Code == frames.H3RequestIncomplete {
+			return ErrIncompleteResponse
+		}
+		return fmt.Errorf("%w: %s", ErrMalformedResponse, fe.Reason)
+	}
+	return translateStreamErr(err)
 }

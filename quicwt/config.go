@@ -10,16 +10,21 @@ import (
 // where that makes sense.
 type Limits struct {
 	// MaxSessions bounds the concurrent WebTransport sessions on one
-	// connection (established or awaiting the handler). Further CONNECTs
-	// are reset with H3_REQUEST_REJECTED. Default 256.
+	// connection (established or awaiting the handler). At a server,
+	// further CONNECTs are reset with H3_REQUEST_REJECTED (the client sees
+	// ErrRequestRejected); at a client, it bounds the sessions OpenSession
+	// may open on one connection (ErrTooManySessions). Default 256.
 	MaxSessions int
-	// MaxFieldSectionSize bounds a decoded header section (RFC 9114,
-	// Section 4.2.2) and is advertised in SETTINGS. A larger request gets
-	// 431. Default 16 KiB.
+	// MaxFieldSectionSize bounds a header section (RFC 9114, Section
+	// 4.2.2) wherever HEADERS appears, decoded (name + value + 32 per
+	// field) and encoded (the HEADERS frame's length), and is advertised
+	// in SETTINGS. Past it a request gets 431, a response fails its dial
+	// (ErrMalformedResponse) and trailers on a CONNECT stream reset it with
+	// H3_EXCESSIVE_LOAD; the connection goes on. Default 16 KiB.
 	MaxFieldSectionSize int
-	// MaxControlFrameSize bounds frames other than DATA that are buffered
-	// whole (SETTINGS, GOAWAY, ...). Larger ones are H3_EXCESSIVE_LOAD.
-	// Default 16 KiB.
+	// MaxControlFrameSize bounds frames other than DATA and HEADERS that
+	// are buffered whole (SETTINGS, GOAWAY, ...). Larger ones close the
+	// connection with H3_EXCESSIVE_LOAD. Default 16 KiB.
 	MaxControlFrameSize int
 	// MaxCapsuleSize bounds a buffered capsule (RFC 9297, Section 3.2).
 	// Default 16 KiB.
@@ -96,7 +101,7 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
-// discardLogger is used when no logger is configured.
+// loggerOr returns l, or a logger that discards everything when l is nil.
 func loggerOr(l *slog.Logger) *slog.Logger {
 	if l != nil {
 		return l

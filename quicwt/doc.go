@@ -11,8 +11,19 @@
 // requests on the same connection are served by an http.Handler.
 //
 // The wire format lives in packages varint, frames and settings, which do no
-// I/O; this package is the state machine over them. quic-go is touched only
-// in quicgo.go.
+// I/O; this package is the state machine over them. quic-go's connection
+// and streams are reached only through the small interfaces of quicgo.go
+// (which tests fake); quic-go's error and code types are used throughout.
+//
+// Files by owner: server.go (Server: listeners, connections, shutdown) and
+// client.go (Dialer, ClientConn) create connections; conn.go (a
+// connection's lifecycle, accept loops and stream dispatch), control.go
+// (control and QPACK streams, SETTINGS, GOAWAY), registry.go (its sessions
+// and early buffers), datagram.go (datagram routing and queues), request.go
+// and response.go (serving requests, Upgrade) run them; session.go
+// (lifecycle), session_streams.go, connect.go (the CONNECT stream and its
+// capsules) and stream.go make the sessions. Calls go down that list;
+// a session sees its connection through the narrow sessionConn interface.
 //
 // Server:
 //

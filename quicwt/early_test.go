@@ -126,7 +126,7 @@ func TestZeroRTTRequestWaitsForHandshake(t *testing.T) {
 	ctx := testCtx(t)
 
 	// First connection: get a session ticket.
-	qc, err := quic.DialAddr(ctx, addr, tc, QUICConfig(nil))
+	qc, err := quic.DialAddr(ctx, addr, tc, ConfigureQUICConfig(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestZeroRTTRequestWaitsForHandshake(t *testing.T) {
 	qc.CloseWithError(0, "")
 
 	// Second connection: control stream and CONNECT in 0-RTT.
-	qc, err = quic.DialAddrEarly(ctx, addr, tc, QUICConfig(nil))
+	qc, err = quic.DialAddrEarly(ctx, addr, tc, ConfigureQUICConfig(nil))
 	if err != nil {
 		t.Fatal(err)
 	}

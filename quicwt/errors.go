@@ -12,6 +12,18 @@ import (
 // ErrorCode is an HTTP/3 error code; see package frames for the constants.
 type ErrorCode = frames.ErrorCode
 
+// SessionErrorCode is the 32-bit application error code of
+// WT_CLOSE_SESSION (draft-ietf-webtrans-http3, Section 6).
+type SessionErrorCode uint32
+
+// StreamErrorCode is the 32-bit application error code of a WebTransport
+// stream's reset or STOP_SENDING, carried in the HTTP/3 error space as
+// WT_APPLICATION_ERROR (Section 4.4).
+type StreamErrorCode uint32
+
+// StreamID is a QUIC stream ID; a session's ID is its CONNECT stream's.
+type StreamID uint64
+
 // Sentinel errors.
 var (
 	// ErrSessionGone is matched (errors.Is) by stream errors caused by the
@@ -37,9 +49,26 @@ var (
 	ErrNotWebTransport = errors.New("quicwt: not a WebTransport request")
 	// ErrAlreadyResponded is returned by Upgrade after a response was sent.
 	ErrAlreadyResponded = errors.New("quicwt: response already sent")
-	// ErrTooManySessions is the reason a CONNECT was refused with
-	// H3_REQUEST_REJECTED.
+	// ErrTooManySessions is the session limit of one connection
+	// (Limits.MaxSessions): at a server, the reason a CONNECT was reset
+	// with H3_REQUEST_REJECTED; at a client, returned by OpenSession when
+	// that many of its own sessions are open on the connection.
 	ErrTooManySessions = errors.New("quicwt: session limit reached")
+	// ErrRequestRejected is matched (errors.Is) by the *StreamError of a
+	// CONNECT the server reset with H3_REQUEST_REJECTED: it did not
+	// process the request (its session limit, GOAWAY, a missing
+	// SETTINGS), so it is safe to retry, on another connection (RFC 9114,
+	// Section 4.1.1).
+	ErrRequestRejected = errors.New("quicwt: request rejected by the server (H3_REQUEST_REJECTED)")
+	// ErrIncompleteResponse is returned by Dial and OpenSession when the
+	// server ended the request stream before sending a response; the
+	// stream is reset with H3_REQUEST_INCOMPLETE and the connection's
+	// other sessions go on.
+	ErrIncompleteResponse = errors.New("quicwt: request stream ended without a response (H3_REQUEST_INCOMPLETE)")
+	// ErrMalformedResponse is matched by errors for a response that breaks
+	// HTTP/3's message rules (RFC 9114, Section 4.1.2) or exceeds
+	// Limits.MaxFieldSectionSize; only that request fails.
+	ErrMalformedResponse = errors.New("quicwt: malformed response")
 	// ErrDatagramsDisabled is returned by SendDatagram when the peer did not
 	// enable HTTP datagrams.
 	ErrDatagramsDisabled = errors.New("quicwt: peer does not accept datagrams")
@@ -71,7 +100,7 @@ func (e *ConnectionError) Is(target error) bool { return target == ErrConnection
 // application code and message of WT_CLOSE_SESSION (code 0 and an empty
 // message for a clean end without it), and who closed it.
 type SessionError struct {
-	Code    uint32
+	Code    SessionErrorCode
 	Message string
 	Remote  bool
 	// Cause is set when the session ended abruptly: the CONNECT stream was
@@ -98,10 +127,10 @@ func (e *SessionError) Unwrap() error { return e.Cause }
 
 // StreamError is a stream reset or stopped by either side.
 type StreamError struct {
-	StreamID int64
+	StreamID StreamID
 	// Code is the WebTransport application error code, valid when
 	// Application is true.
-	Code        uint32
+	Code        StreamErrorCode
 	Application bool
 	// H3Code is the code on the wire (for application codes, the mapped
 	// value in the WT_APPLICATION_ERROR range).
@@ -120,9 +149,16 @@ func (e *StreamError) Error() string {
 	return fmt.Sprintf("quicwt: stream %d canceled (%s): %s", e.StreamID, who, e.H3Code)
 }
 
-// Is matches ErrSessionGone for streams ended by WT_SESSION_GONE.
+// Is matches ErrSessionGone for streams ended by WT_SESSION_GONE, and
+// ErrRequestRejected for streams reset with H3_REQUEST_REJECTED.
 func (e *StreamError) Is(target error) bool {
-	return target == ErrSessionGone && e.H3Code == frames.WTSessionGone
+	switch target {
+	case ErrSessionGone:
+		return e.H3Code == frames.WTSessionGone
+	case ErrRequestRejected:
+		return e.H3Code == frames.H3RequestRejected
+	}
+	return false
 }
 
 // DatagramTooLargeError is returned by SendDatagram for a payload that
@@ -147,7 +183,7 @@ func translateStreamErr(err error) error {
 	if se, ok := errors.AsType[*quic.StreamError](err); ok {
 		c := ErrorCode(se.ErrorCode)
 		n, app := frames.WTApplicationCode(c)
-		return &StreamError{StreamID: int64(se.StreamID), Code: n, Application: app, H3Code: c, Remote: se.Remote}
+		return &StreamError{StreamID: StreamID(se.StreamID), Code: StreamErrorCode(n), Application: app, H3Code: c, Remote: se.Remote}
 	}
 	return translateConnErr(err)
 }

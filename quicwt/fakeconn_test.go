@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"sync"
 	"time"
 
@@ -121,9 +122,11 @@ func (f *fakeConn) CloseWithError(code quic.ApplicationErrorCode, msg string) er
 func (f *fakeConn) Context() context.Context  { return f.ctx }
 func (f *fakeConn) PeerDatagrams() bool       { return true }
 func (f *fakeConn) TLS() *tls.ConnectionState { return &tls.ConnectionState{} }
-func (f *fakeConn) LocalAddr() string         { return "127.0.0.1:443" }
-func (f *fakeConn) RemoteAddr() string        { return "127.0.0.1:50000" }
-func (f *fakeConn) peerClose(err error)       { f.cancel(err) }
+func (f *fakeConn) LocalAddr() net.Addr       { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 443} }
+func (f *fakeConn) RemoteAddr() net.Addr {
+	return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000}
+}
+func (f *fakeConn) peerClose(err error) { f.cancel(err) }
 
 // HandshakeComplete: a fake connection's handshake is always complete.
 func (f *fakeConn) HandshakeComplete() <-chan struct{} { return closedChan }

@@ -11,8 +11,10 @@ import (
 	"strings"
 
 	"github.com/quic-go/qpack"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/quicwt/quicwt/frames"
+	"github.com/quicwt/quicwt/varint"
 )
 
 // Header validation follows RFC 9114, Section 4.2 (field names lowercase,
@@ -24,6 +26,10 @@ var (
 		return &frames.Error{Code: frames.H3MessageError, Reason: reason}
 	}
 	errFieldSectionTooLarge = errors.New("quicwt: field section too large")
+	// errIncompleteMessage is a request or response stream that ended
+	// cleanly before its header section: not a truncated frame (RFC 9114,
+	// Section 7.1), an incomplete message of that stream (Section 4.1).
+	errIncompleteMessage = &frames.Error{Code: frames.H3RequestIncomplete, Reason: "stream ended before the header section"}
 )
 
 // decodeFields decodes a QPACK field section using only the static table
@@ -64,27 +70,47 @@ func connectionSpecific(name, value string) bool {
 	return false
 }
 
+// validName reports whether a regular field name is a token (RFC 9110,
+// Section 5.1) without uppercase letters (RFC 9114, Section 4.2).
 func validName(name string) bool {
-	if name == "" {
+	if !httpguts.ValidHeaderFieldName(name) {
 		return false
 	}
 	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if c >= 'A' && c <= 'Z' || c <= ' ' || c >= 0x7f || c == ':' && i > 0 {
+		if c := name[i]; c >= 'A' && c <= 'Z' {
 			return false
 		}
 	}
 	return true
 }
 
-func validValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if c == 0 || c == '\r' || c == '\n' {
-			return false
+// validValue reports whether a field value has no control characters but
+// horizontal tab (RFC 9110, Section 5.5; RFC 9114, Section 10.3).
+func validValue(v string) bool { return httpguts.ValidHeaderFieldValue(v) }
+
+// contentLength returns the message's Content-Length, -1 without one. Every
+// field line and list member must name the same non-negative integer
+// (RFC 9110, Section 8.6); anything else is malformed.
+func contentLength(h http.Header) (int64, error) {
+	vs := h["Content-Length"]
+	if len(vs) == 0 {
+		return -1, nil
+	}
+	n := int64(-1)
+	for _, v := range vs {
+		for part := range strings.SplitSeq(v, ",") {
+			part = strings.TrimSpace(part)
+			m, err := strconv.ParseInt(part, 10, 64)
+			if err != nil || m < 0 || part[0] == '+' {
+				return 0, errMalformed("invalid content-length")
+			}
+			if n >= 0 && m != n {
+				return 0, errMalformed("conflicting content-length values")
+			}
+			n = m
 		}
 	}
-	return true
+	return n, nil
 }
 
 // requestHead is a validated request header section.
@@ -98,7 +124,7 @@ func parseRequestFields(fields []qpack.HeaderField) (*requestHead, error) {
 	seen := 0 // bit set of pseudo-headers
 	regular := false
 	for _, f := range fields {
-		if !validName(f.Name) || !validValue(f.Value) {
+		if !validValue(f.Value) || !f.IsPseudo() && !validName(f.Name) {
 			return nil, errMalformed("invalid field name or value")
 		}
 		if f.IsPseudo() {
@@ -137,6 +163,21 @@ func parseRequestFields(fields []qpack.HeaderField) (*requestHead, error) {
 	if h.method == "" {
 		return nil, errMalformed("missing :method")
 	}
+	// RFC 9110: a method is a token (Section 9.1), the authority a host
+	// and optional port (Section 7.2); RFC 8441, Section 4: :protocol
+	// carries an upgrade token (Section 7.8).
+	if !httpguts.ValidHeaderFieldName(h.method) {
+		return nil, errMalformed("invalid :method")
+	}
+	if h.authority != "" && !httpguts.ValidHostHeader(h.authority) {
+		return nil, errMalformed("invalid :authority")
+	}
+	if seen&16 != 0 && !httpguts.ValidHeaderFieldName(h.protocol) {
+		return nil, errMalformed("invalid :protocol")
+	}
+	if _, err := contentLength(h.header); err != nil {
+		return nil, err
+	}
 	switch {
 	case h.method == http.MethodConnect && seen&16 != 0:
 		// Extended CONNECT (RFC 9220; RFC 8441, Section 4).
@@ -160,6 +201,13 @@ func parseRequestFields(fields []qpack.HeaderField) (*requestHead, error) {
 		}
 	}
 	return h, nil
+}
+
+// isWebTransport reports an extended CONNECT for WebTransport: :protocol
+// webtransport-h3 (draft-15 on) or webtransport (earlier drafts), both
+// accepted whatever the draft.
+func (h *requestHead) isWebTransport() bool {
+	return h.method == http.MethodConnect && (h.protocol == "webtransport" || h.protocol == "webtransport-h3")
 }
 
 // toRequest builds the request with its context (one allocation of the
@@ -197,11 +245,7 @@ func (h *requestHead) toRequest(ctx context.Context) (*http.Request, error) {
 	default:
 		r.Proto = h.protocol
 	}
-	if cl := h.header.Get("content-length"); cl != "" {
-		n, err := strconv.ParseInt(cl, 10, 64)
-		if err != nil || n < 0 {
-			return nil, errMalformed("invalid content-length")
-		}
+	if n, _ := contentLength(h.header); n >= 0 { // validated by parseRequestFields
 		r.ContentLength = n
 	} else if h.method != http.MethodGet && h.method != http.MethodHead && h.method != http.MethodConnect {
 		r.ContentLength = -1
@@ -216,7 +260,7 @@ func parseResponseFields(fields []qpack.HeaderField) (int, http.Header, error) {
 	hdr := make(http.Header, len(fields))
 	regular := false
 	for _, f := range fields {
-		if !validName(f.Name) || !validValue(f.Value) {
+		if !validValue(f.Value) || !f.IsPseudo() && !validName(f.Name) {
 			return 0, nil, errMalformed("invalid field name or value")
 		}
 		if f.IsPseudo() {
@@ -238,6 +282,9 @@ func parseResponseFields(fields []qpack.HeaderField) (int, http.Header, error) {
 	}
 	if status == -1 {
 		return 0, nil, errMalformed("missing :status")
+	}
+	if _, err := contentLength(hdr); err != nil {
+		return 0, nil, err
 	}
 	return status, hdr, nil
 }
@@ -276,4 +323,81 @@ func (e *fieldEncoder) addHeader(h http.Header) {
 // headersFrame returns the encoded field section wrapped in a HEADERS frame.
 func (e *fieldEncoder) headersFrame() []byte {
 	return frames.AppendHeaders(nil, e.buf.Bytes())
+}
+
+// noType tells readHeaderSection to read the first frame type itself.
+const noType = ^frames.Type(0)
+
+// readHeaderSection reads frames up to the first HEADERS frame of a request
+// (atServer) or response, skipping unknown frames, and decodes it. t is the
+// already read type of the first frame, or noType to read it here. Frame
+// sizes follow readMessageFrameHeader.
+func readHeaderSection(fr *frameReader, t frames.Type, atServer bool, l *Limits) ([]qpack.HeaderField, error) {
+	first := true
+	for {
+		var h frames.Header
+		var err error
+		if first && t != noType {
+			n, lerr := varint.Read(fr)
+			if lerr != nil {
+				return nil, eofAsTruncated(lerr)
+			}
+			h, err = checkMessageFrameSize(frames.Header{Type: t, Length: n}, l)
+		} else {
+			h, err = readMessageFrameHeader(fr, l)
+			if err == io.EOF {
+				return nil, errIncompleteMessage
+			}
+		}
+		if err != nil {
+			return nil, eofAsTruncated(err)
+		}
+		first = false
+		known, err := frames.Check(h.Type, frames.KindRequest, atServer)
+		if err != nil {
+			return nil, err
+		}
+		if !known {
+			// Skipped without buffering, whatever the length (RFC 9114, Section 9).
+			if err := fr.skip(h.Length); err != nil {
+				return nil, eofAsTruncated(err)
+			}
+			continue
+		}
+		if h.Type != frames.TypeHeaders {
+			return nil, &frames.Error{Code: frames.H3FrameUnexpected, Connection: true, Reason: h.Type.String() + " before HEADERS"}
+		}
+		p, err := fr.payload(h.Length)
+		if err != nil {
+			return nil, eofAsTruncated(err)
+		}
+		return decodeFields(p, l.MaxFieldSectionSize)
+	}
+}
+
+// readMessageFrameHeader reads the header of a frame on a request, response
+// or CONNECT stream. One size rule holds wherever HEADERS appears (request,
+// response, trailers): a HEADERS frame longer than MaxFieldSectionSize is
+// errFieldSectionTooLarge (the encoded size never exceeds the counted
+// decoded size), answered with 431 on a request and as a stream error
+// elsewhere. Other frames buffered whole are bounded by MaxControlFrameSize
+// (frames.ErrFrameTooLarge); DATA is streamed.
+func readMessageFrameHeader(fr *frameReader, l *Limits) (frames.Header, error) {
+	h, err := frames.ReadHeader(fr, ^uint64(0))
+	if err != nil {
+		return h, err
+	}
+	return checkMessageFrameSize(h, l)
+}
+
+func checkMessageFrameSize(h frames.Header, l *Limits) (frames.Header, error) {
+	switch {
+	case h.Type == frames.TypeHeaders:
+		if h.Length > uint64(l.MaxFieldSectionSize) {
+			return h, errFieldSectionTooLarge
+		}
+	case h.Type.LengthLimited() && h.Length > uint64(l.MaxControlFrameSize):
+		return h, frames.ErrFrameTooLarge
+	}
+	return h, nil
 }

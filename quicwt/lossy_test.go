@@ -379,7 +379,7 @@ func startServerOn(t testing.TB, addr string, h http.Handler) *testServer {
 	cert, hash := testCert(t)
 	srv := &Server{Handler: h, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
 	srv.CheckOrigin = func(*http.Request) bool { return true }
-	ln, err := quic.ListenAddr(addr, TLSConfig(srv.TLSConfig), QUICConfig(nil))
+	ln, err := quic.ListenAddr(addr, ConfigureTLSConfig(srv.TLSConfig), ConfigureQUICConfig(nil))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,15 +3,17 @@ package quicwt
 import (
 	"context"
 	"crypto/tls"
+	"net"
 	"time"
 
 	"github.com/quic-go/quic-go"
 )
 
-// This file is the one place that touches quic-go's connection type. The
-// rest of the package works on the small interfaces below, which quic-go's
-// streams satisfy directly and a test harness can fake to drive the
-// connection state machine without real QUIC.
+// This file is the one place that holds quic-go's connection and stream
+// types: the rest of the package works on the small interfaces below, which
+// quic-go's streams satisfy directly and a test harness can fake to drive
+// the connection state machine without real QUIC (it still uses quic-go's
+// error and code types).
 
 type receiveStream interface {
 	StreamID() quic.StreamID
@@ -61,8 +63,8 @@ type qconn interface {
 	PeerDatagrams() bool
 	// TLS returns the TLS state (complete after the handshake).
 	TLS() *tls.ConnectionState
-	LocalAddr() string
-	RemoteAddr() string
+	LocalAddr() net.Addr
+	RemoteAddr() net.Addr
 }
 
 type quicGoConn struct{ c *quic.Conn }
@@ -135,15 +137,15 @@ func (q quicGoConn) TLS() *tls.ConnectionState {
 	st := q.c.ConnectionState().TLS
 	return &st
 }
-func (q quicGoConn) LocalAddr() string  { return q.c.LocalAddr().String() }
-func (q quicGoConn) RemoteAddr() string { return q.c.RemoteAddr().String() }
+func (q quicGoConn) LocalAddr() net.Addr  { return q.c.LocalAddr() }
+func (q quicGoConn) RemoteAddr() net.Addr { return q.c.RemoteAddr() }
 
-// QUICConfig returns a copy of base (or a new config if nil) with what
+// ConfigureQUICConfig returns a copy of base (or a new config if nil) with what
 // WebTransport needs: datagrams (RFC 9221) and RESET_STREAM_AT
 // (draft-ietf-quic-reliable-stream-reset), and enough incoming
 // unidirectional streams for the HTTP/3 critical streams plus WebTransport
 // streams.
-func QUICConfig(base *quic.Config) *quic.Config {
+func ConfigureQUICConfig(base *quic.Config) *quic.Config {
 	var c *quic.Config
 	if base != nil {
 		c = base.Clone()
@@ -164,9 +166,9 @@ func QUICConfig(base *quic.Config) *quic.Config {
 // NextProtoH3 is the ALPN token of HTTP/3 (RFC 9114, Section 3.1).
 const NextProtoH3 = "h3"
 
-// TLSConfig returns a copy of base with ALPN set to h3 only, as HTTP/3
+// ConfigureTLSConfig returns a copy of base with ALPN set to h3 only, as HTTP/3
 // requires.
-func TLSConfig(base *tls.Config) *tls.Config {
+func ConfigureTLSConfig(base *tls.Config) *tls.Config {
 	var c *tls.Config
 	if base != nil {
 		c = base.Clone()

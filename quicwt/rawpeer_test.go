@@ -26,7 +26,7 @@ type rawPeer struct {
 func dialRaw(t testing.TB, ts *testServer) *rawPeer {
 	t.Helper()
 	tc := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h3"}}
-	qc, err := quic.DialAddr(testCtx(t), ts.addr, tc, QUICConfig(nil))
+	qc, err := quic.DialAddr(testCtx(t), ts.addr, tc, ConfigureQUICConfig(nil))
 	if err != nil {
 		t.Fatal(err)
 	}

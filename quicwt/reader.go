@@ -1,6 +1,7 @@
 package quicwt
 
 import (
+	"errors"
 	"io"
 
 	"github.com/quicwt/quicwt/frames"
@@ -128,10 +129,11 @@ func eofAsTruncated(err error) error {
 	return err
 }
 
-// readVarintExact reads one varint from r without reading past it, for
-// stream prefixes that precede application data.
-func readVarintExact(r io.Reader) (uint64, error) {
-	var b [8]byte
+// readVarintBytes reads one varint from r into b (at least 8 bytes)
+// without reading past it, for stream prefixes that precede application
+// data, and returns its length. An EOF before the first byte is io.EOF,
+// inside the varint io.ErrUnexpectedEOF.
+func readVarintBytes(r io.Reader, b []byte) (int, error) {
 	if _, err := io.ReadFull(r, b[:1]); err != nil {
 		return 0, err
 	}
@@ -144,8 +146,7 @@ func readVarintExact(r io.Reader) (uint64, error) {
 			return 0, err
 		}
 	}
-	v, _, _ := varint.Parse(b[:n])
-	return v, nil
+	return n, nil
 }
 
 // readPrefixInt reads a QPACK/HPACK prefixed integer (RFC 7541, Section 5.1)
@@ -173,4 +174,6 @@ func readPrefixInt(r io.ByteReader, b0 byte, n uint) (uint64, error) {
 	}
 }
 
-var errIntegerOverflow = &frames.Error{Code: frames.QPACKDecompressionFailed, Connection: true, Reason: "prefixed integer overflow"}
+// errIntegerOverflow is a prefixed integer beyond 64 bits; the stream it
+// came on decides the error code.
+var errIntegerOverflow = errors.New("prefixed integer overflow")

@@ -482,7 +482,7 @@ func TestDraftNegotiation(t *testing.T) {
 		echoSession(s)
 	}))
 	d := ts.dialer()
-	d.Settings = &chrome
+	d.settings = &chrome
 	rsp, sess, err := d.Dial(testCtx(t), ts.url("/"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -498,11 +498,9 @@ func TestDraftNegotiation(t *testing.T) {
 		t.Fatalf("request headers %v", h)
 	}
 	// A draft-02-only server (as aioquic or wtransport) and our client.
-	legacy := settings.Settings{}
-	legacy.Set(settings.EnableConnectProtocol, 1)
-	legacy.Set(settings.H3Datagram, 1)
-	legacy.Set(settings.EnableWebTransport, 1)
-	ts2 := startServer(t, wtHandler(t, echoSession), func(s *Server) { s.Settings = &legacy })
+	// The newer drafts' enabling settings sent as 0 leave them out.
+	legacy := []settings.Setting{{ID: settings.WTMaxSessions}, {ID: settings.WTEnabled}, {ID: settings.H3DatagramDraft04}}
+	ts2 := startServer(t, wtHandler(t, echoSession), func(s *Server) { s.AdditionalSettings = legacy })
 	sess2 := dial(t, ts2, "/")
 	if sess2.Draft() != settings.Draft02 {
 		t.Fatalf("legacy server draft %v", sess2.Draft())
@@ -514,9 +512,8 @@ func TestDraftNegotiation(t *testing.T) {
 		t.Fatalf("echo %q", b)
 	}
 	// A server without WebTransport: the client refuses to send CONNECT.
-	none := settings.Settings{}
-	none.Set(settings.H3Datagram, 1)
-	ts3 := startServer(t, wtHandler(t, echoSession), func(s *Server) { s.Settings = &none })
+	none := []settings.Setting{{ID: settings.EnableWebTransport}, {ID: settings.WTMaxSessions}, {ID: settings.WTEnabled}}
+	ts3 := startServer(t, wtHandler(t, echoSession), func(s *Server) { s.AdditionalSettings = none })
 	if _, _, err := ts3.dialer().Dial(testCtx(t), ts3.url("/"), nil); !errors.Is(err, ErrNotSupported) {
 		t.Fatalf("dial to non-WT server: %v", err)
 	}

@@ -102,8 +102,8 @@ func (st *streamState) translate(err error) error {
 	return terr
 }
 
-func h3Code(code uint32) quic.StreamErrorCode {
-	return quic.StreamErrorCode(frames.WTErrorToH3(code))
+func h3Code(code StreamErrorCode) quic.StreamErrorCode {
+	return quic.StreamErrorCode(frames.WTErrorToH3(uint32(code)))
 }
 
 // Stream is a bidirectional WebTransport stream.
@@ -127,7 +127,7 @@ func (s *Stream) cancel(code ErrorCode) {
 }
 
 // StreamID returns the QUIC stream ID.
-func (s *Stream) StreamID() int64 { return int64(s.st.id) }
+func (s *Stream) StreamID() StreamID { return StreamID(s.st.id) }
 
 // Read reads stream data (io.Reader).
 func (s *Stream) Read(p []byte) (int, error) { return s.st.readDone(s.str.Read(p)) }
@@ -148,14 +148,14 @@ func (s *Stream) Close() error {
 
 // CancelRead asks the peer to stop sending (STOP_SENDING) with a 32-bit
 // application error code.
-func (s *Stream) CancelRead(code uint32) {
+func (s *Stream) CancelRead(code StreamErrorCode) {
 	s.str.CancelRead(h3Code(code))
 	s.st.finish(doneRead)
 }
 
 // CancelWrite resets the write side with a 32-bit application error code,
 // using RESET_STREAM_AT so that the stream header stays delivered.
-func (s *Stream) CancelWrite(code uint32) {
+func (s *Stream) CancelWrite(code StreamErrorCode) {
 	s.str.CancelWrite(h3Code(code))
 	s.st.finish(doneWrite)
 }
@@ -186,7 +186,7 @@ func (s *Session) newSendStream(qs sendStream) *SendStream {
 func (s *SendStream) cancel(code ErrorCode) { s.str.CancelWrite(quic.StreamErrorCode(code)) }
 
 // StreamID returns the QUIC stream ID.
-func (s *SendStream) StreamID() int64 { return int64(s.st.id) }
+func (s *SendStream) StreamID() StreamID { return StreamID(s.st.id) }
 
 // Write writes stream data.
 func (s *SendStream) Write(p []byte) (int, error) { return s.st.writeDone(s.str.Write(p)) }
@@ -201,7 +201,7 @@ func (s *SendStream) Close() error {
 }
 
 // CancelWrite resets the stream with a 32-bit application error code.
-func (s *SendStream) CancelWrite(code uint32) {
+func (s *SendStream) CancelWrite(code StreamErrorCode) {
 	s.str.CancelWrite(h3Code(code))
 	s.st.finish(doneWrite)
 }
@@ -230,13 +230,13 @@ func (s *Session) newReceiveStream(qs receiveStream) *ReceiveStream {
 func (s *ReceiveStream) cancel(code ErrorCode) { s.str.CancelRead(quic.StreamErrorCode(code)) }
 
 // StreamID returns the QUIC stream ID.
-func (s *ReceiveStream) StreamID() int64 { return int64(s.st.id) }
+func (s *ReceiveStream) StreamID() StreamID { return StreamID(s.st.id) }
 
 // Read reads stream data.
 func (s *ReceiveStream) Read(p []byte) (int, error) { return s.st.readDone(s.str.Read(p)) }
 
 // CancelRead asks the peer to stop sending with a 32-bit application code.
-func (s *ReceiveStream) CancelRead(code uint32) {
+func (s *ReceiveStream) CancelRead(code StreamErrorCode) {
 	s.str.CancelRead(h3Code(code))
 	s.st.finish(doneRead)
 }

@@ -63,7 +63,7 @@ func startServer(t testing.TB, h http.Handler, configure ...func(*Server)) *test
 	}
 	// An early listener, as ListenAndServe uses (lossy_test.go serves a
 	// plain one).
-	ln, err := quic.ListenAddrEarly("127.0.0.1:0", TLSConfig(srv.TLSConfig), QUICConfig(srv.QUICConfig))
+	ln, err := quic.ListenAddrEarly("127.0.0.1:0", ConfigureTLSConfig(srv.TLSConfig), ConfigureQUICConfig(srv.QUICConfig))
 	if err != nil {
 		t.Fatal(err)
 	}

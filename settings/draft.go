@@ -47,11 +47,11 @@ func (d Draft) Protocol() string {
 	return "webtransport"
 }
 
-// Offers returns the drafts a SETTINGS frame enables, as a bit set indexed
+// offers returns the drafts a SETTINGS frame enables, as a bit set indexed
 // by Draft, checking for each the settings that draft requires of everyone
 // (H3 datagrams). Requirements that apply only to a server's SETTINGS
 // (extended CONNECT) are checked by Negotiate.
-func (s *Settings) Offers() uint32 {
+func (s *Settings) offers() uint32 {
 	var set uint32
 	dgram := s.Enabled(H3Datagram)
 	if s.Enabled(EnableWebTransport) && (dgram || s.Enabled(H3DatagramDraft04)) {
@@ -76,7 +76,7 @@ func (s *Settings) Offers() uint32 {
 // From draft-07 on the server must also enable extended CONNECT (RFC 9220);
 // in draft-02, SETTINGS_ENABLE_WEBTRANSPORT implied it.
 func Negotiate(client, server *Settings) Draft {
-	common := client.Offers() & server.Offers()
+	common := client.offers() & server.offers()
 	if !server.Enabled(EnableConnectProtocol) {
 		common &= 1 << Draft02
 	}

@@ -105,8 +105,8 @@ func TestChromeSettings(t *testing.T) {
 	if err := s.Validate(false); !errors.Is(err, ErrDatagramNoTP) || frames.CodeOf(err) != frames.H3SettingsError {
 		t.Fatalf("Validate(false) = %v", err)
 	}
-	if s.Offers() != 1<<Draft02 {
-		t.Fatalf("Offers = %b", s.Offers())
+	if s.offers() != 1<<Draft02 {
+		t.Fatalf("Offers = %b", s.offers())
 	}
 	// Against a multi-draft server (ours, or webtransport-go's): draft-02.
 	if d := Negotiate(s, ourServer()); d != Draft02 {
@@ -149,8 +149,8 @@ func TestWebTransportGoSettings(t *testing.T) {
 	if server.Value(WTMaxSessions, 0) != varint.Max {
 		t.Fatalf("WT_MAX_SESSIONS = %d", server.Value(WTMaxSessions, 0))
 	}
-	if server.Offers() != 1<<Draft02|1<<Draft13|1<<Draft15 {
-		t.Fatalf("server offers %b", server.Offers())
+	if server.offers() != 1<<Draft02|1<<Draft13|1<<Draft15 {
+		t.Fatalf("server offers %b", server.offers())
 	}
 	if d := Negotiate(client, server); d != Draft15 || d.Protocol() != "webtransport-h3" {
 		t.Fatalf("webtransport-go client vs server: %v", d)

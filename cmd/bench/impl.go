@@ -131,7 +131,7 @@ func serverCert() certInfo {
 }
 
 func serverTLS() *tls.Config {
-	return quicwt.TLSConfig(&tls.Config{Certificates: []tls.Certificate{serverCert().cert}})
+	return quicwt.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{serverCert().cert}})
 }
 
 // clientTLS pins the server certificate by hash, as quicwt's
@@ -329,7 +329,7 @@ func (quicwtImpl) DialOn(ctx context.Context, tr *quic.Transport, addr string, _
 	if err != nil {
 		return nil, err
 	}
-	qc, err := tr.Dial(ctx, ua, clientTLS(clientPin), quicwt.QUICConfig(quicConfig()))
+	qc, err := tr.Dial(ctx, ua, clientTLS(clientPin), quicwt.ConfigureQUICConfig(quicConfig()))
 	if err != nil {
 		return nil, err
 	}

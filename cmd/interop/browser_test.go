@@ -24,8 +24,8 @@ import (
 // The close the server sends when the page asks for it: a code above 2^31
 // (the JS closeCode is an unsigned 32-bit integer) and a non-ASCII reason.
 const (
-	browserCloseCode   uint32 = 0xBEEF1234
-	browserCloseReason        = "bye from quicwt ✓"
+	browserCloseCode   = 0xBEEF1234
+	browserCloseReason = "bye from quicwt ✓"
 )
 
 // echoPage runs the exchange against {{URL}} pinned to {{HASH}} and POSTs

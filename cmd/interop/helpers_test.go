@@ -125,7 +125,7 @@ func StartQuicwtServer(t testing.TB, host string, cert *Cert, h http.Handler, co
 	for _, f := range configure {
 		f(srv)
 	}
-	ln, err := quic.ListenAddrEarly(net.JoinHostPort(host, "0"), quicwt.TLSConfig(srv.TLSConfig), quicwt.QUICConfig(srv.QUICConfig))
+	ln, err := quic.ListenAddrEarly(net.JoinHostPort(host, "0"), quicwt.ConfigureTLSConfig(srv.TLSConfig), quicwt.ConfigureQUICConfig(srv.QUICConfig))
 	if err != nil {
 		t.Fatal(err)
 	}

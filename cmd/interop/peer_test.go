@@ -74,19 +74,35 @@ type quicwtSession struct{ s *quicwt.Session }
 func (q quicwtSession) Lib() string { return libQuicwt }
 
 func (q quicwtSession) OpenStream(ctx context.Context) (PeerStream, error) {
-	return q.s.OpenStreamSync(ctx)
+	s, err := q.s.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return quicwtStream{s}, nil
 }
 
 func (q quicwtSession) AcceptStream(ctx context.Context) (PeerStream, error) {
-	return q.s.AcceptStream(ctx)
+	s, err := q.s.AcceptStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return quicwtStream{s}, nil
 }
 
 func (q quicwtSession) OpenUniStream(ctx context.Context) (PeerSendStream, error) {
-	return q.s.OpenUniStreamSync(ctx)
+	s, err := q.s.OpenUniStreamSync(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return quicwtSendStream{s}, nil
 }
 
 func (q quicwtSession) AcceptUniStream(ctx context.Context) (PeerRecvStream, error) {
-	return q.s.AcceptUniStream(ctx)
+	s, err := q.s.AcceptUniStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return quicwtRecvStream{s}, nil
 }
 
 func (q quicwtSession) SendDatagram(p []byte) error { return q.s.SendDatagram(p) }
@@ -96,7 +112,7 @@ func (q quicwtSession) ReceiveDatagram(ctx context.Context) ([]byte, error) {
 }
 
 func (q quicwtSession) CloseWithError(code uint32, msg string) error {
-	return q.s.CloseWithError(code, msg)
+	return q.s.CloseWithError(quicwt.SessionErrorCode(code), msg)
 }
 
 func (q quicwtSession) Done() <-chan struct{} { return q.s.Context().Done() }
@@ -109,15 +125,32 @@ func (q quicwtSession) Closed() (CloseInfo, error) {
 	if se.Cause != nil {
 		return CloseInfo{}, fmt.Errorf("quicwt session ended abruptly: %w", se)
 	}
-	return CloseInfo{Code: se.Code, Message: se.Message, Remote: se.Remote}, nil
+	return CloseInfo{Code: uint32(se.Code), Message: se.Message, Remote: se.Remote}, nil
 }
 
 func (q quicwtSession) StreamCode(err error) (uint32, bool, bool) {
 	var se *quicwt.StreamError
 	if errors.As(err, &se) && se.Application {
-		return se.Code, se.Remote, true
+		return uint32(se.Code), se.Remote, true
 	}
 	return 0, false, false
+}
+
+type quicwtStream struct{ *quicwt.Stream }
+
+func (s quicwtStream) CancelWrite(code uint32) { s.Stream.CancelWrite(quicwt.StreamErrorCode(code)) }
+func (s quicwtStream) CancelRead(code uint32)  { s.Stream.CancelRead(quicwt.StreamErrorCode(code)) }
+
+type quicwtSendStream struct{ *quicwt.SendStream }
+
+func (s quicwtSendStream) CancelWrite(code uint32) {
+	s.SendStream.CancelWrite(quicwt.StreamErrorCode(code))
+}
+
+type quicwtRecvStream struct{ *quicwt.ReceiveStream }
+
+func (s quicwtRecvStream) CancelRead(code uint32) {
+	s.ReceiveStream.CancelRead(quicwt.StreamErrorCode(code))
 }
 
 // ---- webtransport-go ----

@@ -90,7 +90,7 @@ func checkTestServer(t *testing.T) (addr string, hash [32]byte) {
 			}
 		}),
 	}
-	ln, err := quic.ListenAddr("127.0.0.1:0", quicwt.TLSConfig(srv.TLSConfig), quicwt.QUICConfig(nil))
+	ln, err := quic.ListenAddr("127.0.0.1:0", quicwt.ConfigureTLSConfig(srv.TLSConfig), quicwt.ConfigureQUICConfig(nil))
 	if err != nil {
 		t.Fatal(err)
 	}

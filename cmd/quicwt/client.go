@@ -15,6 +15,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -40,6 +42,12 @@ Opens a WebTransport session to URL (https://host:port/path) and pipes:
               printed one per line, until stdin ends and -linger passes
 Then it closes the session (code 0). The exit code is 0 on success.
 
+-timeout bounds each blocking step: the handshake, opening the stream,
+each write, and once stdin has ended each wait for the server's data.
+Ctrl-C (SIGINT) or SIGTERM closes the session with code 128+signal (130,
+143) and the message "interrupted", and exits with that status; a second
+signal exits at once.
+
 The server certificate is verified normally, or pinned with -certhash
 (SHA-256 of its DER, hex or base64, as 'quicwt serve' and 'quicwt cert'
 print; repeatable), or not at all with -insecure.
@@ -60,7 +68,7 @@ func runClient(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	uni := fs.Bool("uni", false, "unidirectional stream mode")
 	verbose := fs.Bool("v", false, "print the negotiated draft and the response headers to stderr")
 	fs.Var(&headers, "H", "extra request header `'Name: value'` (repeatable)")
-	timeout := fs.Duration("timeout", 10*time.Second, "handshake timeout")
+	timeout := fs.Duration("timeout", 10*time.Second, "bound of each blocking step: the handshake, opening a stream, each write, and each wait for the server's data once stdin has ended")
 	linger := fs.Duration("linger", time.Second, "datagram mode: how long to wait for replies after stdin ends")
 	qlogDir := fs.String("qlog", "", "write a qlog file to `directory`")
 	if code := parseFlags(fs, args, stdout, stderr); code >= 0 {
@@ -106,41 +114,168 @@ func runClient(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		d.QUICConfig = &quic.Config{Tracer: tr}
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	dctx, cancel := context.WithTimeout(ctx, *timeout)
-	rsp, sess, cc, err := dialSession(dctx, d, rawURL, hdr)
-	cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	return clientRun(clientOptions{
+		dialer: d, url: rawURL, header: hdr, verbose: *verbose, datagram: *dgram, uni: *uni,
+		timeout: *timeout, linger: *linger,
+	}, sigs, stdin, stdout, stderr)
+}
+
+type clientOptions struct {
+	dialer          *quicwt.Dialer
+	url             string
+	header          http.Header
+	verbose         bool
+	datagram, uni   bool
+	timeout, linger time.Duration
+}
+
+// closeWait bounds how long the client waits for the server to answer its
+// WT_CLOSE_SESSION before it closes the connection, which ends the session
+// at the server in any case.
+const closeWait = time.Second
+
+// interruptCode is the session close code for an interrupt by signal s:
+// 128+s, the exit status a shell reports for it (130 for SIGINT, 143 for
+// SIGTERM), which is also the client's exit status then.
+func interruptCode(s syscall.Signal) quicwt.SessionErrorCode { return 128 + quicwt.SessionErrorCode(s) }
+
+// clientRun dials, pipes stdin/stdout in the chosen mode and closes the
+// session. The first signal on sigs closes the session with
+// interruptCode and the message "interrupted" and exits; a second one
+// exits at once.
+func clientRun(o clientOptions, sigs <-chan os.Signal, stdin io.Reader, stdout, stderr io.Writer) int {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	interrupted := make(chan syscall.Signal, 1)
+	go func() {
+		select {
+		case s := <-sigs:
+			sig, ok := s.(syscall.Signal)
+			if !ok {
+				sig = syscall.SIGINT
+			}
+			interrupted <- sig
+			cancel(fmt.Errorf("interrupted by %v", s))
+		case <-ctx.Done():
+		}
+	}()
+	interruptedBy := func() (syscall.Signal, bool) {
+		select {
+		case s := <-interrupted:
+			return s, true
+		default:
+			return 0, false
+		}
+	}
+
+	dctx, dcancel := context.WithTimeout(ctx, o.timeout)
+	rsp, sess, cc, err := dialSession(dctx, o.dialer, o.url, o.header)
+	dcancel()
 	if err != nil {
+		if s, ok := interruptedBy(); ok {
+			fail(stderr, "client", context.Cause(ctx))
+			return int(interruptCode(s))
+		}
 		var rej *quicwt.RejectedError
-		if errors.As(err, &rej) && *verbose && rsp != nil {
+		if errors.As(err, &rej) && o.verbose && rsp != nil {
 			printResponse(stderr, rsp)
+		}
+		if dctx.Err() == context.DeadlineExceeded {
+			err = fmt.Errorf("no session within -timeout %v: %w", o.timeout, err)
 		}
 		return fail(stderr, "client", err)
 	}
-	if *verbose {
+	if o.verbose {
 		fmt.Fprintf(stderr, "draft: %s\n", sess.Draft())
 		printResponse(stderr, rsp)
 	}
-	var code int
-	switch {
-	case *dgram:
-		code = clientDatagrams(ctx, sess, stdin, stdout, stderr, *linger)
-	case *uni:
-		code = clientUni(ctx, sess, stdin, stdout, stderr)
-	default:
-		code = clientBidi(ctx, sess, stdin, stdout, stderr)
+	// The mode's errors are muted once interrupted: the session then ends
+	// because we close it, which is no error to report.
+	modeErr := &gatedWriter{w: stderr}
+	result := make(chan int, 1)
+	go func() {
+		switch {
+		case o.datagram:
+			result <- clientDatagrams(ctx, sess, stdin, stdout, modeErr, o.linger)
+		case o.uni:
+			result <- clientUni(ctx, sess, stdin, stdout, modeErr, o.timeout)
+		default:
+			result <- clientBidi(ctx, sess, stdin, stdout, modeErr, o.timeout)
+		}
+	}()
+	interrupt := func(sig syscall.Signal) int {
+		// The mode's goroutine may be blocked on stdin, which cannot be
+		// interrupted; it ends with the process.
+		modeErr.close()
+		fmt.Fprintf(stderr, "quicwt client: %v: closing the session (signal again to exit at once)\n", sig)
+		if !closeSession(sess, cc, interruptCode(sig), "interrupted", sigs) {
+			fmt.Fprintf(stderr, "quicwt client: second signal: exiting now\n")
+			return 1
+		}
+		return int(interruptCode(sig))
 	}
-	sess.CloseWithError(0, "")
-	// Wait (briefly) for the close handshake, so that WT_CLOSE_SESSION
-	// reaches the server before the connection goes; closing the
-	// connection ends the session there in any case.
 	select {
-	case <-sess.Closed():
-	case <-time.After(time.Second):
+	case code := <-result:
+		// A mode that ended because of the signal's cancel is an
+		// interrupt too.
+		if sig, ok := interruptedBy(); ok {
+			return interrupt(sig)
+		}
+		closeSession(sess, cc, 0, "", nil)
+		return code
+	case sig := <-interrupted:
+		return interrupt(sig)
 	}
-	cc.Close()
-	return code
+}
+
+// gatedWriter passes writes on until it is closed, then drops them.
+type gatedWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	closed bool
+}
+
+func (g *gatedWriter) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return len(p), nil
+	}
+	return g.w.Write(p)
+}
+
+func (g *gatedWriter) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+}
+
+// closeSession closes the session with code and msg and waits (at most
+// closeWait) for the close handshake, so that WT_CLOSE_SESSION reaches
+// the server before the connection goes, then closes the connection. A
+// signal on sigs cuts the wait short; closeSession then reports false.
+func closeSession(sess *quicwt.Session, cc *quicwt.ClientConn, code quicwt.SessionErrorCode, msg string, sigs <-chan os.Signal) bool {
+	defer cc.Close()
+	done := make(chan struct{})
+	go func() {
+		// CloseWithError can block writing to a server that does not
+		// read its CONNECT stream; closing the connection ends it.
+		sess.CloseWithError(code, msg)
+		<-sess.Closed()
+		close(done)
+	}()
+	wait := time.NewTimer(closeWait)
+	defer wait.Stop()
+	select {
+	case <-done:
+	case <-wait.C:
+	case <-sigs:
+		return false
+	}
+	return true
 }
 
 // dialSession opens a connection and one session on it, keeping the
@@ -204,22 +339,88 @@ func sessionGone(stderr io.Writer, sess *quicwt.Session, err error) int {
 	return fail(stderr, "client", err)
 }
 
-func clientBidi(ctx context.Context, sess *quicwt.Session, stdin io.Reader, stdout, stderr io.Writer) int {
-	str, err := sess.OpenStreamSync(ctx)
+// idleBound puts a deadline of d from now on a stream before each call:
+// no single read or write may wait longer than d. While armed is false
+// (reads before stdin ends), reads wait without a bound.
+type idleBound struct {
+	d     time.Duration
+	armed atomic.Bool
+}
+
+func (b *idleBound) arm(setDeadline func(time.Time) error) {
+	b.armed.Store(true)
+	_ = setDeadline(time.Now().Add(b.d))
+}
+
+// reader bounds each Read by d once armed.
+func (b *idleBound) reader(r io.Reader, setDeadline func(time.Time) error) io.Reader {
+	return readerFunc(func(p []byte) (int, error) {
+		if b.armed.Load() {
+			_ = setDeadline(time.Now().Add(b.d))
+		}
+		n, err := r.Read(p)
+		return n, b.explain(err, "no data from the server")
+	})
+}
+
+// writer bounds each Write by d.
+func (b *idleBound) writer(w io.Writer, setDeadline func(time.Time) error) io.Writer {
+	return writerFunc(func(p []byte) (int, error) {
+		_ = setDeadline(time.Now().Add(b.d))
+		n, err := w.Write(p)
+		return n, b.explain(err, "the server took no data")
+	})
+}
+
+func (b *idleBound) explain(err error, what string) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("%s for -timeout %v: %w", what, b.d, err)
+	}
+	return err
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// opened wraps an error of opening or accepting a stream within -timeout.
+func opened(ctx context.Context, timeout time.Duration, what string, err error) error {
+	if ctx.Err() == context.DeadlineExceeded {
+		return fmt.Errorf("%s: not within -timeout %v: %w", what, timeout, err)
+	}
+	return err
+}
+
+// clientBidi sends stdin on a bidirectional stream, FIN at its end, and
+// prints what the server sends to its FIN. Each write, and each read
+// after stdin ended, waits at most timeout.
+func clientBidi(ctx context.Context, sess *quicwt.Session, stdin io.Reader, stdout, stderr io.Writer, timeout time.Duration) int {
+	octx, cancel := context.WithTimeout(ctx, timeout)
+	str, err := sess.OpenStreamSync(octx)
 	if err != nil {
+		err = opened(octx, timeout, "opening a stream", err)
+		cancel()
 		return sessionGone(stderr, sess, err)
 	}
+	cancel()
+	bound := &idleBound{d: timeout}
 	werr := make(chan error, 1)
 	go func() {
-		_, err := io.Copy(str, stdin)
+		_, err := io.Copy(bound.writer(str, str.SetWriteDeadline), stdin)
 		if err == nil {
 			err = str.Close() // half-close: FIN
 		} else {
 			str.CancelWrite(0)
 		}
+		// From now on the server's answer is due.
+		bound.arm(str.SetReadDeadline)
 		werr <- err
 	}()
-	if _, err := io.Copy(stdout, str); err != nil {
+	if _, err := io.Copy(stdout, bound.reader(str, str.SetReadDeadline)); err != nil {
 		return sessionGone(stderr, sess, err)
 	}
 	// The server FINed. If stdin is still open (a server that answers
@@ -235,23 +436,34 @@ func clientBidi(ctx context.Context, sess *quicwt.Session, stdin io.Reader, stdo
 	return 0
 }
 
-func clientUni(ctx context.Context, sess *quicwt.Session, stdin io.Reader, stdout, stderr io.Writer) int {
-	out, err := sess.OpenUniStreamSync(ctx)
+// clientUni sends stdin on a unidirectional stream, then prints the first
+// unidirectional stream the server opens. Opening, each write, accepting
+// and each read wait at most timeout.
+func clientUni(ctx context.Context, sess *quicwt.Session, stdin io.Reader, stdout, stderr io.Writer, timeout time.Duration) int {
+	octx, cancel := context.WithTimeout(ctx, timeout)
+	out, err := sess.OpenUniStreamSync(octx)
 	if err != nil {
+		err = opened(octx, timeout, "opening a stream", err)
+		cancel()
 		return sessionGone(stderr, sess, err)
 	}
-	if _, err := io.Copy(out, stdin); err != nil {
+	cancel()
+	bound := &idleBound{d: timeout}
+	if _, err := io.Copy(bound.writer(out, out.SetWriteDeadline), stdin); err != nil {
 		out.CancelWrite(0)
 		return sessionGone(stderr, sess, err)
 	}
 	if err := out.Close(); err != nil {
 		return sessionGone(stderr, sess, err)
 	}
-	in, err := sess.AcceptUniStream(ctx)
+	actx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	in, err := sess.AcceptUniStream(actx)
 	if err != nil {
-		return sessionGone(stderr, sess, err)
+		return sessionGone(stderr, sess, opened(actx, timeout, "waiting for the server's stream", err))
 	}
-	if _, err := io.Copy(stdout, in); err != nil {
+	bound.armed.Store(true)
+	if _, err := io.Copy(stdout, bound.reader(in, in.SetReadDeadline)); err != nil {
 		return sessionGone(stderr, sess, err)
 	}
 	return 0

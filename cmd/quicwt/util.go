@@ -17,35 +17,38 @@ import (
 	"github.com/quic-go/quic-go/qlogwriter"
 )
 
+// flagSet is a command's flag set with its -h help text.
+type flagSet struct {
+	*flag.FlagSet
+	help string
+}
+
 // newFlags returns a flag set whose errors are reported by parseFlags as
 // one line. help is printed for -h, after the flag defaults.
-func newFlags(name, help string) *flag.FlagSet {
+func newFlags(name, help string) *flagSet {
 	fs := flag.NewFlagSet("quicwt "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	helpTexts[fs] = help
-	return fs
+	return &flagSet{FlagSet: fs, help: help}
 }
-
-var helpTexts = map[*flag.FlagSet]string{}
 
 // parseFlags parses args. It returns (-1) to go on, or the exit code: 0
 // after printing -h help to stdout, 2 after printing a one-line error.
-func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) int {
+func parseFlags(fs *flagSet, args []string, stdout, stderr io.Writer) int {
 	err := fs.Parse(args)
 	if err == nil {
 		return -1
 	}
 	if errors.Is(err, flag.ErrHelp) {
-		printHelp(fs, stdout)
+		fs.printHelp(stdout)
 		return 0
 	}
 	fmt.Fprintf(stderr, "%s: %v (run '%s -h')\n", fs.Name(), oneLine(err), fs.Name())
 	return 2
 }
 
-func printHelp(fs *flag.FlagSet, w io.Writer) {
-	fmt.Fprintln(w, strings.TrimSpace(helpTexts[fs]))
+func (fs *flagSet) printHelp(w io.Writer) {
+	fmt.Fprintln(w, strings.TrimSpace(fs.help))
 	fmt.Fprintf(w, "\nflags:\n")
 	fs.SetOutput(w)
 	fs.PrintDefaults()

@@ -95,7 +95,7 @@ func startQuicwt(t *testing.T) (addr string, hash [32]byte, srv *quicwt.Server) 
 		echo(sess)
 	})
 	srv = &quicwt.Server{Handler: mux, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
-	ln, err := quic.ListenAddr("127.0.0.1:0", quicwt.TLSConfig(srv.TLSConfig), quicwt.QUICConfig(nil))
+	ln, err := quic.ListenAddr("127.0.0.1:0", quicwt.ConfigureTLSConfig(srv.TLSConfig), quicwt.ConfigureQUICConfig(nil))
 	if err != nil {
 		t.Fatal(err)
 	}

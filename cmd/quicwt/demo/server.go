@@ -108,7 +108,7 @@ func Start(cfg Config) (*Server, error) {
 		Limits:      cfg.Limits,
 		Logger:      cfg.Logger.With("component", "quicwt"),
 	}
-	ln, err := quic.ListenAddrEarly(cfg.Addr, quicwt.TLSConfig(d.wt.TLSConfig), quicwt.QUICConfig(cfg.QUIC))
+	ln, err := quic.ListenAddrEarly(cfg.Addr, quicwt.ConfigureTLSConfig(d.wt.TLSConfig), quicwt.ConfigureQUICConfig(cfg.QUIC))
 	if err != nil {
 		return nil, fmt.Errorf("WebTransport server: %w", err)
 	}

@@ -8,19 +8,12 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/quic-go/qpack"
 	"github.com/quic-go/quic-go"
 
 	"github.com/quicwt/quicwt/frames"
-	"github.com/quicwt/quicwt/varint"
 )
 
-type qpackField = qpack.HeaderField
-
-// noType tells readHeaderSection to read the first frame type itself.
-const noType = ^frames.Type(0)
-
-func readVarintFrom(fr *frameReader) (uint64, error) { return varint.Read(fr) }
+// A request's response and body at a server (RFC 9114, Section 4.1).
 
 // responseWriter is the http.ResponseWriter of a request stream: HEADERS
 // then DATA frames (RFC 9114, Section 4.1).
@@ -159,7 +152,7 @@ func (b *requestBody) Read(p []byte) (int, error) {
 		return 0, b.err
 	}
 	for b.remain == 0 {
-		h, err := frames.ReadHeader(b.fr, uint64(b.c.limits.MaxControlFrameSize))
+		h, err := readMessageFrameHeader(b.fr, &b.c.limits)
 		if err == io.EOF {
 			b.done = true
 			b.err = io.EOF
