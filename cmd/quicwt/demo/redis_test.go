@@ -111,9 +111,15 @@ type redisInstance struct {
 // in rs.
 func startRedisInstance(t *testing.T, rs *redisServer) *redisInstance {
 	t.Helper()
+	return startRedisInstanceAt(t, rs.URL())
+}
+
+// startRedisInstanceAt starts a demo server on the Redis at url.
+func startRedisInstanceAt(t *testing.T, url string) *redisInstance {
+	t.Helper()
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	rdb, err := DialRedis(context.Background(), rs.URL(), log)
+	rdb, err := DialRedis(context.Background(), url, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,4 +321,59 @@ func TestRedisRoomOutage(t *testing.T) {
 			t.Errorf("%s: %d 'rejoined' lines, want 1", i.wtURL, n)
 		}
 	}
+}
+
+// Whatever is published on the channel, only well-formed events of other
+// instances are delivered; oversized or malformed ones are dropped.
+func TestRedisRoomBadEvents(t *testing.T) {
+	rs := startRedis(t, false)
+	a := startRedisInstance(t, rs)
+	waitSubscribers(t, rs, 1)
+	alice := joinChat(t, a.Server, "alice", true)
+	alice.enter()
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + itoa(rs.port)})
+	defer c.Close()
+	for _, p := range []string{
+		strings.Repeat("x", maxEventSize+1),
+		`{"k":"comment","o":"x","n":"zed","c":"` + strings.Repeat("y", maxEventSize) + `"}`,
+		`not json`,
+		`{"k":"shout","o":"x","n":"zed","c":"hi"}`,
+		`{"k":"comment","o":"x","n":"","c":"hi"}`,
+		`{"k":"comment","o":"x","n":"` + strings.Repeat("n", maxChatName+1) + `","c":"hi"}`,
+		`{"k":"comment","o":"x","n":"zed","c":"hi"}`, // the only good one
+	} {
+		if err := c.Publish(context.Background(), chatChannel, p).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alice.expect("zed", "hi")
+	alice.quiet(5 * testRoomOpts.Heartbeat)
+}
+
+// An instance cut off from Redis for longer than the TTL while Redis
+// stays up is judged dead: the survivors announce its members' leaves.
+// When it is back, it announces them as entering again (they are still
+// there), once.
+func TestRedisRoomReapedRejoin(t *testing.T) {
+	rs := startRedis(t, false)
+	px := startTCPProxy(t, rs.port)
+	b := startRedisInstance(t, rs)
+	a := startRedisInstanceAt(t, "redis://"+px.addr+"/0")
+	waitSubscribers(t, rs, 2)
+	alice := joinChat(t, a.Server, "alice", true)
+	alice.enter()
+	bob := joinChat(t, b.Server, "bob", true)
+	bob.enter()
+	alice.expect("server", "bob has entered")
+
+	px.cut()
+	bob.expect("server", "alice has left") // reaped by B
+	px.restore()
+	bob.expect("server", "alice has entered") // A is back
+	bob.quiet(4 * testRoomOpts.TTL)
+	if n := strings.Count(a.logs.String(), "chat link rejoined"); n != 1 || !strings.Contains(a.logs.String(), "reannounced=true") {
+		t.Errorf("A's log: %d rejoins, want 1 with reannounced=true", n)
+	}
+	bob.comment("hi alice")
+	alice.expect("bob", "hi alice")
 }
