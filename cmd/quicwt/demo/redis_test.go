@@ -160,6 +160,50 @@ func waitSubscribers(t *testing.T, rs *redisServer, n int64) {
 	t.Fatalf("%d chat subscribers never showed up", n)
 }
 
+// seen consumes messages until name: comment comes (other messages are
+// skipped): for watchers, whose view of cross-instance order is racy.
+func (c *chatClient) seen(name, comment string) {
+	c.t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case m := <-c.in:
+			if m.Name == name && m.Comment == comment {
+				return
+			}
+		case <-timeout:
+			c.t.Fatalf("%s never saw %s: %q", c.name, name, comment)
+		}
+	}
+}
+
+// watchers enters one watcher per instance, one after the other, each
+// seen by those before it. Events cross instances asynchronously (alice
+// entering on A reaches B a moment later, maybe after bob entered on B),
+// so the tests settle each step on the watchers: once every watcher has
+// seen an event, every instance has delivered it.
+func watchers(t *testing.T, insts ...*redisInstance) []*chatClient {
+	t.Helper()
+	var ws []*chatClient
+	for i, in := range insts {
+		w := joinChat(t, in.Server, "w"+itoa(i), true)
+		w.enter()
+		for _, o := range ws {
+			o.seen("server", w.name+" has entered")
+		}
+		ws = append(ws, w)
+	}
+	return ws
+}
+
+// settle waits until every watcher has seen name: comment.
+func settle(t *testing.T, ws []*chatClient, name, comment string) {
+	t.Helper()
+	for _, w := range ws {
+		w.seen(name, comment)
+	}
+}
+
 // expectSet waits for len(want) messages in any order.
 func (c *chatClient) expectSet(want ...string) {
 	c.t.Helper()
@@ -189,18 +233,22 @@ func TestRedisRoomAcrossInstances(t *testing.T) {
 	rs := startRedis(t, false)
 	a, b, c := startRedisInstance(t, rs), startRedisInstance(t, rs), startRedisInstance(t, rs)
 	waitSubscribers(t, rs, 3)
+	ws := watchers(t, a, b, c)
+	enter := func(in *redisInstance, name string) *chatClient {
+		t.Helper()
+		x := joinChat(t, in.Server, name, true)
+		x.enter()
+		settle(t, ws, "server", name+" has entered")
+		return x
+	}
 
-	alice := joinChat(t, a.Server, "alice", true)
-	alice.enter()
-	bob := joinChat(t, b.Server, "bob", true)
-	bob.enter()
+	alice := enter(a, "alice")
+	bob := enter(b, "bob")
 	alice.expect("server", "bob has entered")
-	carol := joinChat(t, a.Server, "carol", true)
-	carol.enter()
+	carol := enter(a, "carol")
 	alice.expect("server", "carol has entered")
 	bob.expect("server", "carol has entered")
-	erin := joinChat(t, c.Server, "erin", true)
-	erin.enter()
+	erin := enter(c, "erin")
 	for _, x := range []*chatClient{alice, bob, carol} {
 		x.expect("server", "erin has entered")
 	}
@@ -222,21 +270,20 @@ func TestRedisRoomAcrossInstances(t *testing.T) {
 
 	// A dies with alice and carol: B and C both reap, each leave reaches
 	// dave (B) and erin (C) once.
-	dave := joinChat(t, b.Server, "dave", true)
-	dave.enter()
+	dave := enter(b, "dave")
 	for _, x := range []*chatClient{alice, carol, erin} {
 		x.expect("server", "dave has entered")
 	}
 	a.kill()
 	for _, x := range []*chatClient{dave, erin} {
-		x.expectSet("server: alice has left", "server: carol has left")
+		x.expectSet("server: alice has left", "server: carol has left", "server: w0 has left")
 	}
 	for _, x := range []*chatClient{dave, erin} {
 		x.quiet(4 * testRoomOpts.TTL)
 	}
 	won := strings.Count(b.logs.String(), "dead instance") + strings.Count(c.logs.String(), "dead instance")
-	if won != 2 {
-		t.Errorf("%d leaves of the dead instance announced, want 2", won)
+	if won != 3 {
+		t.Errorf("%d leaves of the dead instance announced, want 3 (alice, carol, w0)", won)
 	}
 
 	// A restart is a new instance: it announces nobody but its newcomers.
@@ -244,6 +291,7 @@ func TestRedisRoomAcrossInstances(t *testing.T) {
 	waitSubscribers(t, rs, 3)
 	frank := joinChat(t, a2.Server, "frank", true)
 	frank.enter()
+	settle(t, ws[1:], "server", "frank has entered")
 	for _, x := range []*chatClient{dave, erin} {
 		x.expect("server", "frank has entered")
 		x.quiet(3 * testRoomOpts.Heartbeat)
@@ -259,11 +307,14 @@ func TestRedisRoomOutage(t *testing.T) {
 	rs := startRedis(t, false)
 	a, b := startRedisInstance(t, rs), startRedisInstance(t, rs)
 	waitSubscribers(t, rs, 2)
+	ws := watchers(t, a, b)
 	alice := joinChat(t, a.Server, "alice", true)
 	alice.enter()
+	settle(t, ws, "server", "alice has entered")
 	carol := joinChat(t, a.Server, "carol", true)
 	carol.enter()
 	alice.expect("server", "carol has entered")
+	settle(t, ws, "server", "carol has entered")
 	bob := joinChat(t, b.Server, "bob", true)
 	bob.enter()
 	alice.expect("server", "bob has entered")
@@ -360,16 +411,18 @@ func TestRedisRoomReapedRejoin(t *testing.T) {
 	b := startRedisInstance(t, rs)
 	a := startRedisInstanceAt(t, "redis://"+px.addr+"/0")
 	waitSubscribers(t, rs, 2)
+	ws := watchers(t, a, b)
 	alice := joinChat(t, a.Server, "alice", true)
 	alice.enter()
+	settle(t, ws, "server", "alice has entered")
 	bob := joinChat(t, b.Server, "bob", true)
 	bob.enter()
 	alice.expect("server", "bob has entered")
 
 	px.cut()
-	bob.expect("server", "alice has left") // reaped by B
+	bob.expectSet("server: alice has left", "server: w0 has left") // reaped by B
 	px.restore()
-	bob.expect("server", "alice has entered") // A is back
+	bob.expectSet("server: alice has entered", "server: w0 has entered") // A is back
 	bob.quiet(4 * testRoomOpts.TTL)
 	if n := strings.Count(a.logs.String(), "chat link rejoined"); n != 1 || !strings.Contains(a.logs.String(), "reannounced=true") {
 		t.Errorf("A's log: %d rejoins, want 1 with reannounced=true", n)
