@@ -1,5 +1,5 @@
 # quicwt: the two commands of the README.
-#   make demo   run the demo server (same as: go run ./cmd/quicwt serve)
+#   make demo   run the demo server (same as: cd cmd/quicwt && go run . serve)
 #   make test   run the whole test suite (what .ci/run runs)
 
 GO ?= go
@@ -7,12 +7,12 @@ FUZZN ?= 300000x
 FUZZN_CONN ?= 50000x
 FUZZMIN ?= 3s
 FUZZ_TARGETS = $(shell grep -ho '^func Fuzz[A-Za-z0-9_]*' fuzz/*_test.go | sed 's/^func //')
-NESTED = $(wildcard cmd/interop/go.mod cmd/bench/go.mod)
+NESTED = $(wildcard cmd/quicwt/go.mod cmd/interop/go.mod cmd/bench/go.mod)
 
 .PHONY: demo test check unit fuzz nested bench
 
 demo:
-	$(GO) run ./cmd/quicwt serve
+	cd cmd/quicwt && $(GO) run . serve
 
 test: check unit fuzz nested
 
@@ -22,8 +22,8 @@ check:
 	$(GO) vet ./...
 	@for m in $(dir $(NESTED)); do (cd $$m && $(GO) vet ./...) || exit 1; done
 
-# Unit and end-to-end tests of the library and the command line, with the
-# race detector.
+# Unit and end-to-end tests of the library, with the race detector (the
+# command line, cmd/quicwt, is a nested module: see nested).
 unit:
 	$(GO) test -race -count=1 ./...
 
@@ -39,8 +39,9 @@ fuzz:
 	@echo "fuzz FuzzConnection ($(FUZZN_CONN))"
 	$(GO) test ./quicwt -run='^$$' -fuzz='^FuzzConnection$$' -fuzztime=$(FUZZN_CONN) -fuzzminimizetime=$(FUZZMIN)
 
-# Nested modules: interop with webtransport-go and real browsers, and the
-# benchmark suite's quick self-test.
+# Nested modules: the command line and its demo (with a real redis-server),
+# interop with webtransport-go and real browsers, and the benchmark suite's
+# quick self-test.
 nested:
 	@for m in $(dir $(NESTED)); do echo "== $$m"; (cd $$m && $(GO) test -race -count=1 ./...) || exit 1; done
 

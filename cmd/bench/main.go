@@ -293,7 +293,19 @@ func main() {
 	memprofile := flag.String("memprofile", "", "write an allocation profile at the end")
 	flag.StringVar(&gdumpDir, "gdump", "", "write goroutine dumps and in-use heap profiles of held servers (idle, many, scale) to this directory (sets MemProfileRate=1)")
 	flag.BoolVar(&earlyListen, "early", earlyListen, "servers listen with quic.ListenAddrEarly (0.5-RTT SETTINGS); false: quic.ListenAddr")
+	chat := flag.Bool("chat", false, "run the chat load of issue 16 (local room vs. instances on Redis; needs redis-server) instead of the suite")
+	chatSessions := flag.Int("chat-sessions", 25, "chat load: sessions per instance")
+	chatInstances := flag.Int("chat-instances", 2, "chat load: instances on Redis (the local room gets the same members)")
+	chatMessages := flag.Int("chat-messages", 20, "chat load: comments per member")
+	chatInterval := flag.Duration("chat-interval", 0, "chat load: time between a member's comments (0: a burst)")
 	flag.Parse()
+	if *chat {
+		if err := runChatLoad(os.Stdout, chatSpec{instances: *chatInstances, perInst: *chatSessions, messages: *chatMessages, interval: *chatInterval}); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	cfg := config{rounds: *rounds, scaleRounds: min(*scaleRounds, *rounds), sz: fullSizes(), progress: os.Stderr}
 	if *quick {

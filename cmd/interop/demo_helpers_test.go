@@ -66,11 +66,17 @@ var (
 // banner. The server is stopped (SIGKILL if need be) in t.Cleanup.
 func StartDemoServer(t testing.TB, bin, dataDir string) *DemoServer {
 	t.Helper()
-	cmd := exec.Command(bin, "serve",
+	return StartDemoServerWith(t, bin, dataDir, "-store", "file", "-data", dataDir)
+}
+
+// StartDemoServerWith runs `bin serve` as StartDemoServer does, with home
+// as $HOME and args after the address, log and grace flags.
+func StartDemoServerWith(t testing.TB, bin, home string, args ...string) *DemoServer {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"serve",
 		"-addr", "127.0.0.1:0", "-http", "127.0.0.1:0",
-		"-store", "file", "-data", dataDir,
-		"-log-level", "debug", "-grace", "1s")
-	cmd.Env = append(os.Environ(), "HOME="+dataDir)
+		"-log-level", "debug", "-grace", "1s"}, args...)...)
+	cmd.Env = append(os.Environ(), "HOME="+home)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	s := &DemoServer{Stdout: &lockedBuffer{}, Stderr: &lockedBuffer{}, cmd: cmd, waitErr: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = s.Stdout, s.Stderr
@@ -125,6 +131,22 @@ func (s *DemoServer) Stop(t testing.TB, timeout time.Duration) {
 		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 		<-s.waitErr
 		t.Errorf("quicwt serve did not stop within %v of SIGTERM", timeout)
+	}
+}
+
+// Kill ends the server with SIGKILL, as a crash or an OOM kill would: no
+// shutdown, no goodbye to anyone.
+func (s *DemoServer) Kill(t testing.TB) {
+	t.Helper()
+	if s.stopped {
+		return
+	}
+	s.stopped = true
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case <-s.waitErr:
+	case <-time.After(10 * time.Second):
+		t.Errorf("quicwt serve still running 10s after SIGKILL")
 	}
 }
 

@@ -36,7 +36,7 @@ const (
 
 	wtgoServerPkg = "github.com/quic-go/webtransport-go/interop/server"
 	wtgoClientPkg = "github.com/quic-go/webtransport-go/interop/client"
-	quicwtPkg     = "github.com/quicwt/quicwt/cmd/quicwt"
+	quicwtDir     = "../quicwt" // its own module: built from its directory
 )
 
 // ieBinaries are the built endpoints.
@@ -76,11 +76,16 @@ func buildInteropEndpoints(t *testing.T) *ieBinaries {
 			wtgoServer: filepath.Join(dir, "server"),
 			wtgoClient: filepath.Join(dir, "client"),
 		}
-		for _, args := range [][]string{
-			{"build", "-o", b.quicwt, quicwtPkg},
-			{"build", "-o", dir + string(filepath.Separator), wtgoServerPkg, wtgoClientPkg},
+		for _, build := range []struct {
+			dir  string
+			args []string
+		}{
+			{quicwtDir, []string{"build", "-o", b.quicwt, "."}},
+			{"", []string{"build", "-o", dir + string(filepath.Separator), wtgoServerPkg, wtgoClientPkg}},
 		} {
+			args := build.args
 			cmd := exec.CommandContext(ctx, goBin, args...)
+			cmd.Dir = build.dir
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 			if out, err := cmd.CombinedOutput(); err != nil {
 				ieBuildErr = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)

@@ -1,159 +1,33 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/pem"
-	"errors"
-	"fmt"
-	"math/big"
-	"net"
-	"strings"
 	"time"
+
+	"github.com/quicwt/quicwt/cmd/quicwt/internal/certs"
 )
 
-// maxHashValidity is the longest validity browsers accept for a
-// certificate pinned with serverCertificateHashes (W3C WebTransport;
-// Chromium checks NotAfter-NotBefore <= 14 days).
-const maxHashValidity = 14 * 24 * time.Hour
+// The certificate helpers live in internal/certs, shared with the demo
+// package; these are the names the subcommands use.
 
-// defaultValidity is what we generate: one day of margin below the limit.
-const defaultValidity = 13 * 24 * time.Hour
+type certHashes = certs.Hashes
 
-// genCert makes a self-signed ECDSA P-256 certificate for localhost,
-// 127.0.0.1, ::1 and the extra host names or IPs, valid from now for
-// validity.
+const (
+	maxHashValidity = certs.MaxHashValidity
+	defaultValidity = certs.DefaultValidity
+)
+
 func genCert(hosts []string, validity time.Duration) (tls.Certificate, error) {
-	if validity <= 0 || validity > maxHashValidity {
-		return tls.Certificate{}, fmt.Errorf("validity %v out of range (0, 14 days]", validity)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	// Start slightly in the past against clock skew; the total stays
-	// within validity.
-	notBefore := time.Now().Add(-time.Hour).Truncate(time.Second)
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "quicwt"},
-		NotBefore:             notBefore,
-		NotAfter:              notBefore.Add(validity),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-	}
-	for _, h := range hosts {
-		h = strings.Trim(strings.TrimSpace(h), "[]")
-		if h == "" {
-			continue
-		}
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
+	return certs.Generate(hosts, validity)
 }
 
-// loadCert reads a PEM certificate chain and key.
 func loadCert(certFile, keyFile string) (tls.Certificate, error) {
-	c, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	if c.Leaf == nil {
-		if c.Leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
-			return tls.Certificate{}, err
-		}
-	}
-	return c, nil
+	return certs.Load(certFile, keyFile)
 }
 
-// certPEM and keyPEM encode a certificate and its key (PKCS #8).
-func certPEM(c tls.Certificate) []byte {
-	var out []byte
-	for _, der := range c.Certificate {
-		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
-	}
-	return out
-}
-
-func keyPEM(c tls.Certificate) ([]byte, error) {
-	der, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
-	if err != nil {
-		return nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
-}
-
-// certHashes are the fingerprints of a leaf certificate.
-type certHashes struct {
-	DER     [32]byte // SHA-256 of the DER certificate: serverCertificateHashes
-	SPKI    [32]byte // SHA-256 of the SubjectPublicKeyInfo: --ignore-certificate-errors-spki-list
-	Hex     string
-	Base64  string
-	SPKIB64 string
-}
-
-func hashesOf(leaf *x509.Certificate) certHashes {
-	h := certHashes{DER: sha256.Sum256(leaf.Raw), SPKI: sha256.Sum256(leaf.RawSubjectPublicKeyInfo)}
-	h.Hex = hex.EncodeToString(h.DER[:])
-	h.Base64 = base64.StdEncoding.EncodeToString(h.DER[:])
-	h.SPKIB64 = base64.StdEncoding.EncodeToString(h.SPKI[:])
-	return h
-}
-
-// hashPinnable says whether browsers accept leaf through
-// serverCertificateHashes: ECDSA (we check P-256/P-384) or Ed25519, and a
-// validity of at most 14 days.
-func hashPinnable(leaf *x509.Certificate) bool {
-	if leaf.NotAfter.Sub(leaf.NotBefore) > maxHashValidity {
-		return false
-	}
-	switch leaf.PublicKeyAlgorithm {
-	case x509.ECDSA, x509.Ed25519:
-		return true
-	}
-	return false
-}
-
-// parseCertHash accepts a SHA-256 as 64 hex digits (colons allowed) or
-// standard/URL base64 (padding optional).
-func parseCertHash(s string) ([32]byte, error) {
-	var out [32]byte
-	s = strings.TrimSpace(s)
-	if b, err := hex.DecodeString(strings.ReplaceAll(s, ":", "")); err == nil && len(b) == 32 {
-		copy(out[:], b)
-		return out, nil
-	}
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-		if b, err := enc.DecodeString(s); err == nil && len(b) == 32 {
-			copy(out[:], b)
-			return out, nil
-		}
-	}
-	return out, errors.New("bad certificate hash " + fmt.Sprintf("%q", s) + ": want a SHA-256 in hex (64 digits) or base64")
-}
+func certPEM(c tls.Certificate) []byte           { return certs.CertPEM(c) }
+func keyPEM(c tls.Certificate) ([]byte, error)   { return certs.KeyPEM(c) }
+func hashesOf(leaf *x509.Certificate) certHashes { return certs.HashesOf(leaf) }
+func hashPinnable(leaf *x509.Certificate) bool   { return certs.Pinnable(leaf) }
+func parseCertHash(s string) ([32]byte, error)   { return certs.ParseHash(s) }

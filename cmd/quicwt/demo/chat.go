@@ -1,10 +1,11 @@
-package main
+package demo
 
 import (
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -32,7 +33,8 @@ import (
 // the CONNECT stream ending, the QUIC connection going away (all of which
 // end the session's Context), or eviction. The leave is announced exactly
 // once: whoever removes the member from the room under the room's mutex
-// announces it.
+// announces it, here and, through the ChatLink, to the other instances
+// (see redisroom.go for how exactly one instance announces each leave).
 //
 // A slow or dead member never stalls the room: each member has a bounded
 // queue drained by its own sender goroutine; a broadcast only does
@@ -49,22 +51,29 @@ const (
 	defaultChatSend = 10 * time.Second
 )
 
-type chatOptions struct {
+// ChatOptions tune the chat room.
+type ChatOptions struct {
 	QueueLen    int           // per-member outgoing queue (default 1024)
 	SendTimeout time.Duration // to open and write one message (default 10 s)
+	// Link joins this room to the rooms of other instances (a Redis
+	// chat link); nil keeps the room in this process.
+	Link ChatLink
 }
 
 type chatRoom struct {
 	log     *slog.Logger
-	opts    chatOptions
+	opts    ChatOptions
+	link    ChatLink // never nil: localOnly without a Link
 	mu      sync.Mutex
 	members map[*member]struct{} // members that entered and did not leave
+	nextID  uint64               // under mu
 }
 
 type member struct {
 	sess *quicwt.Session
 	log  *slog.Logger
 	q    chan []byte
+	id   string // unique in this process, set on enter
 	name string // set on enter, under the room mutex
 	gone bool   // left (or ended before entering), under the room mutex
 }
@@ -75,14 +84,40 @@ type chatMessage struct {
 	Comment string `json:"comment,omitempty"`
 }
 
-func newChatRoom(log *slog.Logger, opts chatOptions) *chatRoom {
+func newChatRoom(log *slog.Logger, opts ChatOptions) *chatRoom {
 	if opts.QueueLen <= 0 {
 		opts.QueueLen = defaultChatQ
 	}
 	if opts.SendTimeout <= 0 {
 		opts.SendTimeout = defaultChatSend
 	}
-	return &chatRoom{log: log, opts: opts, members: map[*member]struct{}{}}
+	r := &chatRoom{log: log, opts: opts, link: opts.Link, members: map[*member]struct{}{}}
+	if r.link == nil {
+		r.link = localOnly{}
+	}
+	return r
+}
+
+// remote delivers an event of a member on another instance to every
+// member here. Events were validated by the link.
+func (r *chatRoom) remote(ev ChatEvent) {
+	var msg []byte
+	switch ev.Kind {
+	case EventEnter:
+		msg = encodeChat(chatServerName, ev.Name+" has entered")
+	case EventLeave:
+		msg = encodeChat(chatServerName, ev.Name+" has left")
+	case EventComment:
+		msg = encodeChat(ev.Name, ev.Comment)
+	default:
+		return
+	}
+	r.mu.Lock()
+	var evicted []*member
+	r.broadcastLocked(msg, nil, &evicted)
+	r.settleLocked(&evicted)
+	r.mu.Unlock()
+	r.closeEvicted(evicted)
 }
 
 func (r *chatRoom) serve(sess *quicwt.Session, log *slog.Logger) {
@@ -158,7 +193,10 @@ func (r *chatRoom) enter(m *member, name string) {
 		return
 	}
 	m.name = name
+	r.nextID++
+	m.id = strconv.FormatUint(r.nextID, 10)
 	r.members[m] = struct{}{}
+	r.link.Publish(ChatEvent{Kind: EventEnter, Member: m.id, Name: name})
 	var evicted []*member
 	r.sendLocked(m, encodeChat(chatServerName, "Hello, "+name), &evicted)
 	r.broadcastLocked(encodeChat(chatServerName, name+" has entered"), m, &evicted)
@@ -178,6 +216,7 @@ func (r *chatRoom) comment(m *member, text string) {
 	}
 	var evicted []*member
 	r.broadcastLocked(encodeChat(m.name, text), nil, &evicted)
+	r.link.Publish(ChatEvent{Kind: EventComment, Member: m.id, Name: m.name, Comment: text})
 	r.settleLocked(&evicted)
 	r.mu.Unlock()
 	r.closeEvicted(evicted)
@@ -198,6 +237,7 @@ func (r *chatRoom) leave(m *member, why string) {
 	delete(r.members, m)
 	var evicted []*member
 	r.broadcastLocked(encodeChat(chatServerName, m.name+" has left"), nil, &evicted)
+	r.link.Publish(ChatEvent{Kind: EventLeave, Member: m.id, Name: m.name})
 	r.settleLocked(&evicted)
 	r.mu.Unlock()
 	r.closeEvicted(evicted)
@@ -253,7 +293,9 @@ func (r *chatRoom) removeLocked(m *member, evicted *[]*member) {
 // evict more members, whose leaves are announced in turn.
 func (r *chatRoom) settleLocked(evicted *[]*member) {
 	for i := 0; i < len(*evicted); i++ {
-		r.broadcastLocked(encodeChat(chatServerName, (*evicted)[i].name+" has left"), nil, evicted)
+		m := (*evicted)[i]
+		r.broadcastLocked(encodeChat(chatServerName, m.name+" has left"), nil, evicted)
+		r.link.Publish(ChatEvent{Kind: EventLeave, Member: m.id, Name: m.name})
 	}
 }
 

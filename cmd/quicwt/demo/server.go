@@ -1,4 +1,9 @@
-package main
+// Package demo is the demo server of `quicwt serve`: the WebTransport
+// endpoints of the four seed systems (counter, echo, clicker, chat) and the
+// page server that hosts their browser pages. The clicker's scores live in
+// a ScoreStore (memory, file or Redis), the chat room's members on other
+// instances are reached through a Redis room (see redisroom.go).
+package demo
 
 import (
 	"context"
@@ -8,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,31 +20,36 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/quicwt/quicwt/cmd/quicwt/internal/certs"
 	"github.com/quicwt/quicwt/quicwt"
 )
 
-// demoConfig configures the demo server: the WebTransport endpoints of the
+// Config configures the demo server: the WebTransport endpoints of the
 // four seed systems plus the page server that hosts their browser pages.
-type demoConfig struct {
+type Config struct {
 	Addr     string // UDP host:port of the WebTransport server
 	HTTPAddr string // TCP host:port of the page server; "" for none
 	Cert     tls.Certificate
-	Store    scoreStore // clicker scores
+	Store    ScoreStore // clicker scores
 	Logger   *slog.Logger
 	QUIC     *quic.Config // nil for defaults
 	Limits   quicwt.Limits
-	Chat     chatOptions
+	Chat     ChatOptions
+	// AllowOrigins are the page origins accepted besides the server's
+	// own (the page server's and the WebTransport authority's), as
+	// "scheme://host[:port]"; "*" accepts any origin.
+	AllowOrigins []string
 }
 
-// demo is a running demo server.
-type demo struct {
-	cfg     demoConfig
+// Server is a running demo server.
+type Server struct {
+	cfg     Config
 	log     *slog.Logger
 	wt      *quicwt.Server
 	ln      *quic.EarlyListener
 	wtAddr  *net.UDPAddr
 	wtURL   string // https://host:port as pages must dial it
-	hashes  certHashes
+	hashes  certs.Hashes
 	pinned  bool // the certificate can be used with serverCertificateHashes
 	room    *chatRoom
 	clicker *clicker
@@ -48,27 +57,42 @@ type demo struct {
 	httpSrv   *http.Server
 	httpLns   []net.Listener
 	httpPort  int
-	httpHosts []string // host names of the page server's origins
-	origins   map[string]bool
+	httpHosts []string        // host names of the page server's origins
+	origins   map[string]bool // the page server's origins and AllowOrigins
+	anyOrigin bool
 
 	serveErr chan error
+	stopLink context.CancelFunc // ends the chat link's Run
+	linkDone chan struct{}
 	wg       sync.WaitGroup
 }
 
-// startDemo binds both servers and starts serving.
-func startDemo(cfg demoConfig) (*demo, error) {
+// Start binds both servers and starts serving.
+func Start(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Store == nil {
-		cfg.Store = newMemoryStore()
+		cfg.Store = NewMemoryStore()
 	}
 	if cfg.Cert.Leaf == nil {
 		return nil, errors.New("demo: no certificate")
 	}
-	d := &demo{cfg: cfg, log: cfg.Logger, serveErr: make(chan error, 2)}
-	d.hashes = hashesOf(cfg.Cert.Leaf)
-	d.pinned = hashPinnable(cfg.Cert.Leaf)
+	if cfg.Limits.HeaderTimeout == 0 {
+		// Work-around of a library fault (reported with issue 16):
+		// Chromium allocates its QPACK encoder and decoder streams
+		// without sending them, so its first WebTransport uni stream
+		// opens them implicitly; quicwt resets a uni stream whose type
+		// has not come within HeaderTimeout, and Chromium answers the
+		// STOP_SENDING on its QPACK stream by closing the connection
+		// (H3_CLOSED_CRITICAL_STREAM), 10 s after a chat page's first
+		// message. An hour keeps chat sessions alive; streams without a
+		// type stay bounded by quic-go's incoming stream limits.
+		cfg.Limits.HeaderTimeout = time.Hour
+	}
+	d := &Server{cfg: cfg, log: cfg.Logger, serveErr: make(chan error, 2)}
+	d.hashes = certs.HashesOf(cfg.Cert.Leaf)
+	d.pinned = certs.Pinnable(cfg.Cert.Leaf)
 	d.room = newChatRoom(cfg.Logger, cfg.Chat)
 	d.clicker = &clicker{store: cfg.Store, log: cfg.Logger}
 
@@ -98,8 +122,14 @@ func startDemo(cfg demoConfig) (*demo, error) {
 			return nil, fmt.Errorf("page server: %w", err)
 		}
 	}
-	d.origins = d.allowedOrigins()
+	d.origins, d.anyOrigin = d.allowedOrigins()
 
+	lctx, stop := context.WithCancel(context.Background())
+	d.stopLink, d.linkDone = stop, make(chan struct{})
+	go func() {
+		defer close(d.linkDone)
+		d.room.link.Run(lctx, d.room.remote)
+	}()
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -138,7 +168,7 @@ func dialableHostPort(a *net.UDPAddr) string {
 // listenHTTP binds the page server. "localhost" is bound on both
 // loopbacks because Chromium resolves it to ::1 only and Firefox to
 // 127.0.0.1 only; a failure on ::1 (no IPv6) is only logged.
-func (d *demo) listenHTTP(addr string) error {
+func (d *Server) listenHTTP(addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return err
@@ -179,7 +209,7 @@ func (d *demo) listenHTTP(addr string) error {
 }
 
 // pageURL is the index page's address.
-func (d *demo) pageURL() string {
+func (d *Server) PageURL() string {
 	if d.httpSrv == nil {
 		return ""
 	}
@@ -190,60 +220,10 @@ func (d *demo) pageURL() string {
 	return fmt.Sprintf("http://%s:%d/", h, d.httpPort)
 }
 
-// allowedOrigins are the page server's origins: every loopback name with
-// its port, and the configured host name.
-func (d *demo) allowedOrigins() map[string]bool {
-	m := map[string]bool{}
-	if d.httpSrv == nil {
-		return m
-	}
-	p := strconv.Itoa(d.httpPort)
-	for _, h := range append([]string{"localhost", "127.0.0.1", "[::1]"}, d.httpHosts...) {
-		if ip := net.ParseIP(h); ip != nil && ip.To4() == nil {
-			h = "[" + h + "]"
-		}
-		m["http://"+strings.ToLower(h)+":"+p] = true
-	}
-	return m
-}
-
-// checkOrigin accepts no Origin (non-browser clients), the page server's
-// origins, and origins with the same authority as the request (a page
-// served from the WebTransport server's own host and port). Others get
-// 403 from quicwt.Upgrade.
-func (d *demo) checkOrigin(r *http.Request) bool {
-	o := r.Header.Get("Origin")
-	if o == "" {
-		return true
-	}
-	if d.origins[strings.ToLower(o)] {
-		return true
-	}
-	u, err := url.Parse(o)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return false
-	}
-	ok := strings.EqualFold(withPort(u.Host, u.Scheme), withPort(r.Host, "https"))
-	if !ok {
-		d.log.Info("origin rejected", "origin", o, "authority", r.Host)
-	}
-	return ok
-}
-
-func withPort(h, scheme string) string {
-	if _, _, err := net.SplitHostPort(h); err == nil {
-		return h
-	}
-	if scheme == "http" {
-		return net.JoinHostPort(strings.Trim(h, "[]"), "80")
-	}
-	return net.JoinHostPort(strings.Trim(h, "[]"), "443")
-}
-
 // wtHandler upgrades a CONNECT to a session and runs serve for it. A
 // request that is not a WebTransport CONNECT gets 400, a refused Origin
 // 403 (both from Upgrade).
-func (d *demo) wtHandler(name string, serve func(*quicwt.Session, *slog.Logger)) http.HandlerFunc {
+func (d *Server) wtHandler(name string, serve func(*quicwt.Session, *slog.Logger)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		sess, err := quicwt.Upgrade(w, r)
 		if err != nil {
@@ -260,13 +240,31 @@ func (d *demo) wtHandler(name string, serve func(*quicwt.Session, *slog.Logger))
 	}
 }
 
+// WTURL is https://host:port of the WebTransport server, as a browser on
+// this machine dials it.
+func (d *Server) WTURL() string { return d.wtURL }
+
+// WTAddr is the WebTransport server's bound UDP address.
+func (d *Server) WTAddr() *net.UDPAddr { return d.wtAddr }
+
+// Hashes are the fingerprints of the server's certificate.
+func (d *Server) Hashes() certs.Hashes { return d.hashes }
+
+// Pinned says whether the pages pin the certificate with
+// serverCertificateHashes (ECDSA, at most 14 days).
+func (d *Server) Pinned() bool { return d.pinned }
+
+// linkCloseTimeout bounds how long stopping waits for the chat link to
+// send the last leaves.
+const linkCloseTimeout = 3 * time.Second
+
 // Err reports a serving failure (nil channel read blocks while fine).
-func (d *demo) Err() <-chan error { return d.serveErr }
+func (d *Server) Err() <-chan error { return d.serveErr }
 
 // Shutdown stops both servers gracefully: GOAWAY and WT_DRAIN_SESSION to
 // every session, a wait for them until ctx ends, then WT_CLOSE_SESSION
 // (code 0, "server shutting down") to the rest.
-func (d *demo) Shutdown(ctx context.Context) error {
+func (d *Server) Shutdown(ctx context.Context) error {
 	var herr error
 	if d.httpSrv != nil {
 		hctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -278,6 +276,15 @@ func (d *demo) Shutdown(ctx context.Context) error {
 	}
 	err := d.wt.Shutdown(ctx)
 	d.wg.Wait()
+	// The sessions are gone and their leaves queued: send them, then
+	// withdraw from the shared room.
+	lctx, cancel := context.WithTimeout(context.Background(), linkCloseTimeout)
+	if lerr := d.room.link.Close(lctx); err == nil {
+		err = lerr
+	}
+	cancel()
+	d.stopLink()
+	<-d.linkDone
 	if cerr := d.cfg.Store.Close(); err == nil {
 		err = cerr
 	}
@@ -288,12 +295,17 @@ func (d *demo) Shutdown(ctx context.Context) error {
 }
 
 // Close stops everything at once.
-func (d *demo) Close() error {
+func (d *Server) Close() error {
 	if d.httpSrv != nil {
 		d.httpSrv.Close()
 	}
 	err := d.wt.Close()
 	d.wg.Wait()
+	lctx, cancel := context.WithTimeout(context.Background(), linkCloseTimeout)
+	d.room.link.Close(lctx)
+	cancel()
+	d.stopLink()
+	<-d.linkDone
 	if cerr := d.cfg.Store.Close(); err == nil {
 		err = cerr
 	}

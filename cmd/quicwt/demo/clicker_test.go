@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"bufio"
@@ -10,10 +10,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/quicwt/quicwt/cmd/quicwt/internal/certs"
 )
 
 func TestClicker(t *testing.T) {
-	d := newTestDemo(t, newMemoryStore(), chatOptions{})
+	d := newTestDemo(t, NewMemoryStore(), ChatOptions{})
 	sess, _ := dialDemo(t, d, "/clicker", nil)
 	ctx := testCtx(t)
 	click := func(u string) []byte { return []byte(`{"type":"increment","username":"` + u + `"}`) }
@@ -91,7 +93,7 @@ func TestClicker(t *testing.T) {
 
 // Many sessions click at once: no lost updates (run with -race).
 func TestClickerConcurrent(t *testing.T) {
-	d := newTestDemo(t, newMemoryStore(), chatOptions{})
+	d := newTestDemo(t, NewMemoryStore(), ChatOptions{})
 	const sessions, clicks = 8, 25
 	var wg sync.WaitGroup
 	for i := 0; i < sessions; i++ {
@@ -117,24 +119,24 @@ func TestClickerConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if got := d.cfg.Store.Score("shared"); got != sessions*clicks {
+	if got, err := d.cfg.Store.Score("shared"); err != nil || got != sessions*clicks {
 		t.Fatalf("score %d, want %d", got, sessions*clicks)
 	}
 }
 
 func TestClickerScoresSurviveRestart(t *testing.T) {
 	dir := t.TempDir()
-	c, err := genCert(nil, defaultValidity)
+	c, err := certs.Generate(nil, certs.DefaultValidity)
 	if err != nil {
 		t.Fatal(err)
 	}
 	run := func(clicks int, wantFirst int) {
 		t.Helper()
-		st, err := openFileStore(dir)
+		st, err := OpenFileStore(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		d := startTestDemoWith(t, demoConfig{Cert: c, Store: st})
+		d := startTestDemoWith(t, Config{Cert: c, Store: st})
 		sess, _ := dialDemo(t, d, "/clicker", nil)
 		ctx := testCtx(t)
 		for i := 0; i < clicks; i++ {
@@ -174,12 +176,12 @@ func TestClickerScoresSurviveRestart(t *testing.T) {
 	f.WriteString(`{"user":"persist","cli`)
 	f.Close()
 	run(1, 5)
-	st, err := openFileStore(dir)
+	st, err := OpenFileStore(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if got := st.Score("persist"); got != 6 {
+	if got, err := st.Score("persist"); err != nil || got != 6 {
 		t.Fatalf("score after restarts %d, want 6", got)
 	}
 }

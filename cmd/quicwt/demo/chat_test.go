@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"context"
@@ -23,7 +23,7 @@ type chatClient struct {
 
 // joinChat connects; with read, a goroutine collects every message the
 // server sends (one unidirectional stream each).
-func joinChat(t *testing.T, d *demo, name string, read bool) *chatClient {
+func joinChat(t *testing.T, d *Server, name string, read bool) *chatClient {
 	t.Helper()
 	sess, cc := dialDemo(t, d, "/chat", nil)
 	c := &chatClient{t: t, name: name, sess: sess, cc: cc, in: make(chan chatMessage, 1000)}
@@ -105,7 +105,7 @@ func (c *chatClient) quiet(d time.Duration) {
 }
 
 func TestChat(t *testing.T) {
-	d := newTestDemo(t, nil, chatOptions{})
+	d := newTestDemo(t, nil, ChatOptions{})
 	a := joinChat(t, d, "alice", true)
 	a.enter()
 	b := joinChat(t, d, "bob", true)
@@ -162,14 +162,14 @@ func roomSize(r *chatRoom) int {
 // is full (paced: the others keep up, its queue grows).
 func TestChatStalledMember(t *testing.T) {
 	t.Run("burst-timeout", func(t *testing.T) {
-		testStalled(t, chatOptions{SendTimeout: 2 * time.Second}, 300, false)
+		testStalled(t, ChatOptions{SendTimeout: 2 * time.Second}, 300, false)
 	})
 	t.Run("paced-queue-full", func(t *testing.T) {
-		testStalled(t, chatOptions{QueueLen: 8, SendTimeout: time.Minute}, 150, true)
+		testStalled(t, ChatOptions{QueueLen: 8, SendTimeout: time.Minute}, 150, true)
 	})
 }
 
-func testStalled(t *testing.T, opts chatOptions, n int, paced bool) {
+func testStalled(t *testing.T, opts ChatOptions, n int, paced bool) {
 	d := newTestDemo(t, nil, opts)
 	a := joinChat(t, d, "alice", true)
 	a.enter()

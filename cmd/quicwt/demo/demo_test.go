@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"bytes"
@@ -13,25 +13,26 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quicwt/quicwt/cmd/quicwt/internal/certs"
 	"github.com/quicwt/quicwt/quicwt"
 )
 
 // testCert is shared by the tests: generating one is cheap, but sharing
 // keeps the restart test on one pinned hash.
-func newTestDemo(t *testing.T, store scoreStore, chat chatOptions) *demo {
+func newTestDemo(t *testing.T, store ScoreStore, chat ChatOptions) *Server {
 	t.Helper()
-	c, err := genCert(nil, defaultValidity)
+	c, err := certs.Generate(nil, certs.DefaultValidity)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return startTestDemoWith(t, demoConfig{Cert: c, Store: store, Chat: chat})
+	return startTestDemoWith(t, Config{Cert: c, Store: store, Chat: chat})
 }
 
-func startTestDemoWith(t *testing.T, cfg demoConfig) *demo {
+func startTestDemoWith(t *testing.T, cfg Config) *Server {
 	t.Helper()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.HTTPAddr = "127.0.0.1:0"
-	d, err := startDemo(cfg)
+	d, err := Start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,12 +46,12 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-func testDialer(d *demo) *quicwt.Dialer {
+func testDialer(d *Server) *quicwt.Dialer {
 	return &quicwt.Dialer{CertificateHashes: [][32]byte{d.hashes.DER}}
 }
 
 // dialDemo opens a session on its own connection.
-func dialDemo(t *testing.T, d *demo, path string, hdr http.Header) (*quicwt.Session, *quicwt.ClientConn) {
+func dialDemo(t *testing.T, d *Server, path string, hdr http.Header) (*quicwt.Session, *quicwt.ClientConn) {
 	t.Helper()
 	ctx := testCtx(t)
 	cc, err := testDialer(d).DialConn(ctx, d.wtAddr.String())
@@ -126,7 +127,7 @@ func uniRoundTrip(t *testing.T, ctx context.Context, sess *quicwt.Session, p []b
 }
 
 func TestCounter(t *testing.T) {
-	d := newTestDemo(t, nil, chatOptions{})
+	d := newTestDemo(t, nil, ChatOptions{})
 	sess, _ := dialDemo(t, d, "/counter", nil)
 	ctx := testCtx(t)
 	if got := roundTripDatagram(t, ctx, sess, []byte("hello")); string(got) != "5" {
@@ -160,7 +161,7 @@ func TestCounter(t *testing.T) {
 }
 
 func TestNotFoundAndNotConnect(t *testing.T) {
-	d := newTestDemo(t, nil, chatOptions{})
+	d := newTestDemo(t, nil, ChatOptions{})
 	cc, err := testDialer(d).DialConn(testCtx(t), d.wtAddr.String())
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +175,7 @@ func TestNotFoundAndNotConnect(t *testing.T) {
 }
 
 func TestEcho(t *testing.T) {
-	d := newTestDemo(t, nil, chatOptions{})
+	d := newTestDemo(t, nil, ChatOptions{})
 	sess, _ := dialDemo(t, d, "/echo", nil)
 	ctx := testCtx(t)
 	if got := roundTripDatagram(t, ctx, sess, []byte("dgram ü")); string(got) != "dgram ü" {
@@ -190,12 +191,9 @@ func TestEcho(t *testing.T) {
 }
 
 func TestOrigins(t *testing.T) {
-	d := newTestDemo(t, nil, chatOptions{})
+	d := newTestDemo(t, nil, ChatOptions{})
 	p := strconv.Itoa(d.httpPort)
-	for _, tc := range []struct {
-		origin string
-		ok     bool
-	}{
+	checkOrigins(t, d, []originCase{
 		{"", true},
 		{"http://localhost:" + p, true},
 		{"http://127.0.0.1:" + p, true},
@@ -205,14 +203,59 @@ func TestOrigins(t *testing.T) {
 		{"http://evil.example:" + p, false},
 		{"https://evil.example", false},
 		{"null", false},
-	} {
+	})
+}
+
+// -allow-origin: listed origins (in any case, default port or not) are
+// accepted besides the server's own, "*" accepts all.
+func TestAllowOrigins(t *testing.T) {
+	allow, err := ParseOrigins("https://Example.com:443, http://127.0.0.1:9000/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := certs.Generate(nil, certs.DefaultValidity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := startTestDemoWith(t, Config{Cert: c, AllowOrigins: allow})
+	p := strconv.Itoa(d.httpPort)
+	checkOrigins(t, d, []originCase{
+		{"https://example.com", true},
+		{"http://127.0.0.1:9000", true},
+		{"http://localhost:" + p, true}, // still the page server's own
+		{"http://127.0.0.1:9001", false},
+		{"http://example.com", false},
+		{"null", false},
+	})
+	d2 := startTestDemoWith(t, Config{Cert: c, AllowOrigins: []string{"*"}})
+	checkOrigins(t, d2, []originCase{{"https://anything.example", true}, {"null", true}})
+
+	for _, bad := range []string{"example.com", "ftp://x", "https://x/path", "https://", "https://u@x"} {
+		if _, err := ParseOrigins(bad); err == nil {
+			t.Errorf("ParseOrigins(%q) accepted", bad)
+		}
+	}
+}
+
+type originCase struct {
+	origin string
+	ok     bool
+}
+
+// checkOrigins opens one session per case on one QUIC connection: a
+// refused origin is a 403 on its CONNECT only, so the connection still
+// carries the next session (a last one without Origin proves it).
+func checkOrigins(t *testing.T, d *Server, cases []originCase) {
+	t.Helper()
+	cc, err := testDialer(d).DialConn(testCtx(t), d.wtAddr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	for _, tc := range append(cases, originCase{"", true}) {
 		hdr := http.Header{}
 		if tc.origin != "" {
 			hdr.Set("Origin", tc.origin)
-		}
-		cc, err := testDialer(d).DialConn(testCtx(t), d.wtAddr.String())
-		if err != nil {
-			t.Fatal(err)
 		}
 		_, sess, err := cc.OpenSession(testCtx(t), d.wtURL+"/echo", hdr)
 		var rej *quicwt.RejectedError
@@ -225,12 +268,11 @@ func TestOrigins(t *testing.T) {
 		if sess != nil {
 			sess.Close()
 		}
-		cc.Close()
 	}
 }
 
 func TestPagesAndConfig(t *testing.T) {
-	d := newTestDemo(t, nil, chatOptions{})
+	d := newTestDemo(t, nil, ChatOptions{})
 	base := fmt.Sprintf("http://127.0.0.1:%d", d.httpPort)
 	get := func(path string) string {
 		rsp, err := http.Get(base + path)

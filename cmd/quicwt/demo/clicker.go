@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"bufio"
@@ -33,12 +33,15 @@ import (
 // needed. A line longer than maxClickLine is answered with
 // {"status":400} and skipped.
 //
-// A reply is sent only after the new score is durable in the store.
+// A reply is sent only after the new score is durable in the store. When
+// the store cannot be reached for now (the Redis store while Redis is
+// down), the click is not counted and the reply is {"status":503}; the
+// page shows it and the user may click again.
 
 const maxClickLine = 4096
 
 type clicker struct {
-	store scoreStore
+	store ScoreStore
 	log   *slog.Logger
 }
 
@@ -52,7 +55,10 @@ type clickReply struct {
 	Score  *int64 `json:"score,omitempty"`
 }
 
-var badRequest = []byte(`{"status":400}`)
+var (
+	badRequest  = []byte(`{"status":400}`)
+	unavailable = []byte(`{"status":503}`) // the store is away (Redis down)
+)
 
 // handle answers one message.
 func (c *clicker) handle(msg []byte, log *slog.Logger) []byte {
@@ -63,6 +69,11 @@ func (c *clicker) handle(msg []byte, log *slog.Logger) []byte {
 		return badRequest
 	}
 	score, err := c.store.Increment(*req.Username)
+	if errors.Is(err, ErrUnavailable) {
+		// The store logs its own state changes (once, not per click).
+		log.Debug("score store unavailable", "err", err)
+		return unavailable
+	}
 	if err != nil {
 		log.Error("cannot store score", "err", err)
 		return []byte(`{"status":500}`)

@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"embed"
@@ -23,7 +23,7 @@ type pageConfig struct {
 	Endpoints      map[string]string `json:"endpoints"`   // name -> WebTransport URL
 }
 
-func (d *demo) config() pageConfig {
+func (d *Server) config() pageConfig {
 	eps := map[string]string{}
 	for _, n := range []string{"counter", "echo", "clicker", "chat"} {
 		eps[n] = d.wtURL + "/" + n
@@ -38,7 +38,7 @@ func (d *demo) config() pageConfig {
 	}
 }
 
-func (d *demo) pageHandler() http.Handler {
+func (d *Server) pageHandler() http.Handler {
 	sub, err := fs.Sub(webFS, "web")
 	if err != nil {
 		panic(err) // the embedded tree is fixed at build time

@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"bufio"
@@ -9,43 +9,6 @@ import (
 	"path/filepath"
 	"sync"
 )
-
-// scoreStore keeps the clicker's scores.
-type scoreStore interface {
-	// Increment records one click for user and returns the user's score
-	// before it (0 for a first click). When it returns, the click is
-	// durable (for stores that persist).
-	Increment(user string) (int64, error)
-	// Score returns the number of clicks recorded for user.
-	Score(user string) int64
-	Close() error
-	// Describe says where the scores live, for the startup banner.
-	Describe() string
-}
-
-type memoryStore struct {
-	mu     sync.Mutex
-	clicks map[string]int64
-}
-
-func newMemoryStore() *memoryStore { return &memoryStore{clicks: map[string]int64{}} }
-
-func (m *memoryStore) Increment(user string) (int64, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	n := m.clicks[user]
-	m.clicks[user] = n + 1
-	return n, nil
-}
-
-func (m *memoryStore) Score(user string) int64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.clicks[user]
-}
-
-func (m *memoryStore) Close() error     { return nil }
-func (m *memoryStore) Describe() string { return "in memory (lost on exit)" }
 
 // fileStore is an append-only log of JSON lines {"user":U,"clicks":N}, one
 // per click, each written and fsynced before Increment returns, so an
@@ -68,7 +31,8 @@ type scoreRecord struct {
 	Clicks int64  `json:"clicks"`
 }
 
-func openFileStore(dir string) (*fileStore, error) {
+// OpenFileStore opens (or creates) the score log in dir.
+func OpenFileStore(dir string) (ScoreStore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -166,10 +130,10 @@ func (s *fileStore) Increment(user string) (int64, error) {
 	return n, nil
 }
 
-func (s *fileStore) Score(user string) int64 {
+func (s *fileStore) Score(user string) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.clicks[user]
+	return s.clicks[user], nil
 }
 
 func (s *fileStore) Close() error {
@@ -184,14 +148,3 @@ func (s *fileStore) Close() error {
 }
 
 func (s *fileStore) Describe() string { return "file " + s.path + " (append-only, fsync per click)" }
-
-// defaultDataDir is $XDG_STATE_HOME/quicwt, else ~/.local/state/quicwt.
-func defaultDataDir() string {
-	if d := os.Getenv("XDG_STATE_HOME"); d != "" && filepath.IsAbs(d) {
-		return filepath.Join(d, "quicwt")
-	}
-	if h, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(h, ".local", "state", "quicwt")
-	}
-	return filepath.Join(os.TempDir(), "quicwt-state")
-}
