@@ -78,18 +78,6 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.Cert.Leaf == nil {
 		return nil, errors.New("demo: no certificate")
 	}
-	if cfg.Limits.HeaderTimeout == 0 {
-		// Work-around of a library fault (reported with issue 16):
-		// Chromium allocates its QPACK encoder and decoder streams
-		// without sending them, so its first WebTransport uni stream
-		// opens them implicitly; quicwt resets a uni stream whose type
-		// has not come within HeaderTimeout, and Chromium answers the
-		// STOP_SENDING on its QPACK stream by closing the connection
-		// (H3_CLOSED_CRITICAL_STREAM), 10 s after a chat page's first
-		// message. An hour keeps chat sessions alive; streams without a
-		// type stay bounded by quic-go's incoming stream limits.
-		cfg.Limits.HeaderTimeout = time.Hour
-	}
 	d := &Server{cfg: cfg, log: cfg.Logger, serveErr: make(chan error, 2)}
 	d.hashes = certs.HashesOf(cfg.Cert.Leaf)
 	d.pinned = certs.Pinnable(cfg.Cert.Leaf)
