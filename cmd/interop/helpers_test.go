@@ -7,14 +7,9 @@ package interop_test
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -40,43 +35,15 @@ type Cert struct {
 }
 
 // NewCert makes a certificate valid from one hour ago for validity in
-// total. Browsers accept at most 14 days for serverCertificateHashes.
+// total (quicwt.SelfSignedCertificate). Browsers accept at most 14 days for
+// serverCertificateHashes.
 func NewCert(t testing.TB, validity time.Duration) *Cert {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c, err := quicwt.SelfSignedCertificate(validity)
 	if err != nil {
 		t.Fatal(err)
 	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	notBefore := time.Now().Add(-time.Hour).Truncate(time.Second)
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "quicwt interop"},
-		NotBefore:             notBefore,
-		NotAfter:              notBefore.Add(validity),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		DNSNames:              []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &Cert{
-		TLS:  tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf},
-		DER:  der,
-		Hash: sha256.Sum256(der),
-		Leaf: leaf,
-	}
+	return &Cert{TLS: c, DER: c.Certificate[0], Hash: quicwt.CertificateHash(c.Leaf), Leaf: c.Leaf}
 }
 
 // BrowserCert is the certificate the browser tests use: 13 days, one day

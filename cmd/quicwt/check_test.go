@@ -2,17 +2,9 @@ package main
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
-	"math/big"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -65,21 +57,12 @@ func TestCheckUsage(t *testing.T) {
 }
 
 func checkTestServer(t *testing.T) (addr string, hash [32]byte) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "check test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	cert, err := quicwt.SelfSignedCertificate(24 * time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := &quicwt.Server{
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path != "/echo" {
 				http.NotFound(w, r)
@@ -96,7 +79,7 @@ func checkTestServer(t *testing.T) (addr string, hash [32]byte) {
 	}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
-	return ln.Addr().String(), sha256.Sum256(der)
+	return ln.Addr().String(), quicwt.CertificateHash(cert.Leaf)
 }
 
 func TestCheckAgainstQuicwt(t *testing.T) {

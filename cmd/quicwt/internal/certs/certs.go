@@ -3,81 +3,32 @@
 package certs
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
-	"net"
 	"strings"
 	"time"
+
+	"github.com/quicwt/quicwt/quicwt"
 )
 
 // MaxHashValidity is the longest validity browsers accept for a
-// certificate pinned with serverCertificateHashes (W3C WebTransport;
-// Chromium checks NotAfter-NotBefore <= 14 days).
-const MaxHashValidity = 14 * 24 * time.Hour
+// certificate pinned with serverCertificateHashes.
+const MaxHashValidity = quicwt.MaxHashValidity
 
 // DefaultValidity is what we generate: one day of margin below the limit.
 const DefaultValidity = 13 * 24 * time.Hour
 
 // Generate makes a self-signed ECDSA P-256 certificate for localhost,
 // 127.0.0.1, ::1 and the extra host names or IPs, valid from now for
-// validity.
+// validity (quicwt.SelfSignedCertificate).
 func Generate(hosts []string, validity time.Duration) (tls.Certificate, error) {
-	if validity <= 0 || validity > MaxHashValidity {
-		return tls.Certificate{}, fmt.Errorf("validity %v out of range (0, 14 days]", validity)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	// Start slightly in the past against clock skew; the total stays
-	// within validity.
-	notBefore := time.Now().Add(-time.Hour).Truncate(time.Second)
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "quicwt"},
-		NotBefore:             notBefore,
-		NotAfter:              notBefore.Add(validity),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-	}
-	for _, h := range hosts {
-		h = strings.Trim(strings.TrimSpace(h), "[]")
-		if h == "" {
-			continue
-		}
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
+	return quicwt.SelfSignedCertificate(validity, hosts...)
 }
 
 // Load reads a PEM certificate chain and key.
