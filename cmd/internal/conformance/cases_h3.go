@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/quicwt/quicwt/frames"
+	"github.com/quicwt/quicwt/settings"
 	"github.com/quicwt/quicwt/varint"
 )
 
@@ -106,6 +107,14 @@ func controlCases() []Case {
 		controlViolation("control/h3-datagram-value-2", "RFC 9297 §2.1.1",
 			"SETTINGS_H3_DATAGRAM (0x33) = 2",
 			func(p *Peer) []byte { return settingsFrame(0x33, 2, 0x2c7cf000, 1) },
+			frames.H3SettingsError),
+		controlViolation("control/wt-enabled-2", "WT-H3 §3.1",
+			"SETTINGS_WT_ENABLED (0x2c7cf000) = 2: only 0 and 1 are valid",
+			func(p *Peer) []byte {
+				s := p.ClientSettings()
+				s.Set(settings.WTEnabled, 2)
+				return s.AppendFrame(nil)
+			},
 			frames.H3SettingsError),
 		{
 			ID: "control/h3-datagram-without-transport-parameter", Section: "RFC 9297 §2.1.1",
