@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/quicwt/quicwt/frames"
+	"github.com/quicwt/quicwt/settings"
 	"github.com/quicwt/quicwt/varint"
 )
 
@@ -107,6 +108,12 @@ func controlCases() []Case {
 			"SETTINGS_H3_DATAGRAM (0x33) = 2",
 			func(p *Peer) []byte { return settingsFrame(0x33, 2, 0x2c7cf000, 1) },
 			frames.H3SettingsError),
+		{
+			ID: "control/wt-enabled-2", Section: "WT-H3 §3.1",
+			Description: "our SETTINGS carry SETTINGS_WT_ENABLED (0x2c7cf000) = 2 (only 0 and 1 are defined), then an extended CONNECT with webtransport-h3",
+			Expect:      "connection error H3_SETTINGS_ERROR (or, as §3.1 lets a server do with incorrect settings, the WebTransport CONNECT treated as malformed: H3_MESSAGE_ERROR)",
+			Run:         wtEnabledTwo,
+		},
 		{
 			ID: "control/h3-datagram-without-transport-parameter", Section: "RFC 9297 §2.1.1",
 			Description: "SETTINGS_H3_DATAGRAM = 1 on a connection where we did not send max_datagram_frame_size",
@@ -467,6 +474,50 @@ func frameCases() []Case {
 			frames.H3FrameUnexpected))
 	}
 	return cs
+}
+
+// wtEnabledTwo sends SETTINGS_WT_ENABLED = 2. Section 3.1 makes a value
+// above 1 a connection error H3_SETTINGS_ERROR at a client, and has a
+// server that receives SETTINGS without correct values for every required
+// setting treat all WebTransport sessions as malformed; the checker accepts
+// either, and fails a server that accepts a session.
+func wtEnabledTwo(ctx context.Context, p *Peer) Result {
+	s := p.ClientSettings()
+	s.Set(settings.WTEnabled, 2)
+	if _, err := p.OpenControl(s.AppendFrame(nil)); p.writeFailed(err) {
+		return fail("control stream: %v", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Second)
+	ae, _ := p.closeCause(wctx)
+	cancel()
+	if ae != nil {
+		if got := frames.ErrorCode(ae.ErrorCode); got != frames.H3SettingsError {
+			return fail("want connection error H3_SETTINGS_ERROR, got %s (%q)", got, ae.ErrorMessage)
+		}
+		return pass("connection error H3_SETTINGS_ERROR (%q)", ae.ErrorMessage)
+	}
+	fields := append(without(p.ConnectFields(p.opts.Path), ":protocol"), Field{":protocol", "webtransport-h3"})
+	r, err := p.OpenRequest(ctx, fields, nil)
+	if p.writeFailed(err) {
+		return fail("CONNECT: %v", err)
+	}
+	if r == nil {
+		return expectConnError(ctx, p, frames.H3SettingsError)
+	}
+	o := observe(ctx, r)
+	if c, ok := o.connCode(); ok {
+		if c == frames.H3SettingsError {
+			return pass("connection error H3_SETTINGS_ERROR")
+		}
+		return fail("want connection error H3_SETTINGS_ERROR or the CONNECT treated as malformed; got connection error %s", c)
+	}
+	if d, ok := o.streamCodeIs(frames.H3MessageError); ok {
+		return pass("the connection stayed open and the WebTransport CONNECT was treated as malformed: %s", d)
+	}
+	if o.resp != nil && o.resp.Status >= 400 && o.resp.Status < 500 {
+		return pass("the connection stayed open and the WebTransport CONNECT was refused as malformed with status %d (RFC 9114 §4.1.2 allows a response first)", o.resp.Status)
+	}
+	return fail("want connection error H3_SETTINGS_ERROR, or the WebTransport CONNECT treated as malformed; the connection stayed open 1 s and the CONNECT got %s", o)
 }
 
 // session sets up the connection and opens a WebTransport session on the

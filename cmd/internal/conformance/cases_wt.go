@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"time"
@@ -509,6 +510,34 @@ func flowControlCases() []Case {
 		fcCase(capsuleCase("flow/max-data-not-increasing", "WT-H3 §5.6.4",
 			"WT_MAX_DATA 1000, below the initial 1 MiB our SETTINGS granted", "session error WT_FLOW_CONTROL_ERROR",
 			inData(frames.AppendVarintCapsule(nil, frames.CapsuleMaxData, 1000)), false, sessionError(fcErr))),
+		fcCase(capsuleCase("flow/max-data-equal", "WT-H3 §5.6.4",
+			"WT_MAX_DATA 1 MiB, equal to the initial limit our SETTINGS granted (it does not increase)", "session error WT_FLOW_CONTROL_ERROR",
+			inData(frames.AppendVarintCapsule(nil, frames.CapsuleMaxData, clientMaxData)), false, sessionError(fcErr))),
+		fcCase(capsuleCase("flow/max-streams-bidi-equal", "WT-H3 §5.6.2",
+			"WT_MAX_STREAMS_BIDI 16, equal to the initial limit our SETTINGS granted (it does not increase)", "session error WT_FLOW_CONTROL_ERROR",
+			inData(frames.AppendVarintCapsule(nil, frames.CapsuleMaxStreamsBidi, clientMaxStreams)), false, sessionError(fcErr))),
+		fcCase(capsuleCase("flow/max-streams-uni-equal", "WT-H3 §5.6.2",
+			"WT_MAX_STREAMS_UNI 16, equal to the initial limit our SETTINGS granted (it does not increase)", "session error WT_FLOW_CONTROL_ERROR",
+			inData(frames.AppendVarintCapsule(nil, frames.CapsuleMaxStreamsUni, clientMaxStreams)), false, sessionError(fcErr))),
+		fcCase(capsuleCase("flow/streams-blocked-bidi-above-2^60", "WT-H3 §5.6.3",
+			"WT_STREAMS_BLOCKED (bidirectional) with the value 2^60+1", "session error WT_FLOW_CONTROL_ERROR",
+			inData(frames.AppendVarintCapsule(nil, frames.CapsuleStreamsBlockedBidi, 1<<60+1)), false, sessionError(fcErr))),
+		fcCase(capsuleCase("flow/streams-blocked-uni-above-2^60", "WT-H3 §5.6.3",
+			"WT_STREAMS_BLOCKED (unidirectional) with the value 2^60+1", "session error WT_FLOW_CONTROL_ERROR",
+			inData(frames.AppendVarintCapsule(nil, frames.CapsuleStreamsBlockedUni, 1<<60+1)), false, sessionError(fcErr))),
+		{
+			ID: "flow/blocked-capsules-no-answer", Section: "WT-H3 §5.6.3, §5.6.5",
+			Description: "WT_DATA_BLOCKED and WT_STREAMS_BLOCKED (bidirectional and unidirectional) at the server's initial limits, then, after a pause, WT_CLOSE_SESSION and FIN",
+			Expect:      "accepted: the session stays open, then the server ends the CONNECT stream cleanly", FlowControl: true,
+			Run: blockedCapsules,
+		},
+		{
+			ID: "flow/limit-of-zero", Section: "WT-H3 §5.1, §5.4, §5.6.5",
+			Description: "our SETTINGS grant SETTINGS_WT_INITIAL_MAX_DATA 0 (stream limits 16: flow control is on); a bidirectional stream with 832 bytes and FIN to the checked (echoing) path; after 1 s, WT_MAX_DATA 65536",
+			Expect:      "no body bytes back before WT_MAX_DATA (WT_DATA_BLOCKED SHOULD be sent); the echo after it", FlowControl: true,
+			ClientLimits: &FlowLimits{MaxData: 0, MaxStreamsBidi: clientMaxStreams, MaxStreamsUni: clientMaxStreams},
+			Run:          zeroDataLimit,
+		},
 		fcCase(capsuleCase("flow/http2-only-capsule", "WT-H3 §5, draft-ietf-webtrans-http2 §6",
 			"WT_MAX_STREAM_DATA (0x190b4d3e), which HTTP/3 does not use", "session error (CONNECT stream reset)",
 			inData(frames.AppendCapsule(nil, frames.CapsuleMaxStreamData, append(varint.MustAppend(nil, 4), 0x10))), false,
@@ -591,18 +620,39 @@ func exceedData(ctx context.Context, p *Peer) Result {
 // watchMaxData reads the server's side of the CONNECT stream, reporting
 // each WT_MAX_DATA increase on raised and the stream's end on ended.
 func watchMaxData(s *Session, raised chan uint64, ended chan error) {
-	var cp frames.CapsuleParser
 	var top uint64
+	ended <- readCapsules(s, func(c frames.Capsule) {
+		if c.Type != frames.CapsuleMaxData {
+			return
+		}
+		if v, err := frames.ParseVarintCapsule(c.Type, c.Value); err == nil && v > top {
+			top = v
+			select {
+			case <-raised:
+			default:
+			}
+			raised <- v
+		}
+	})
+}
+
+// readCapsules reads the server's side of the CONNECT stream until it
+// ends, calling each for every capsule its DATA frames carry (other frames
+// are skipped), and returns how the stream ended: nil for FIN. It stops
+// parsing, but keeps reading, after a malformed capsule.
+func readCapsules(s *Session, each func(frames.Capsule)) error {
+	var cp frames.CapsuleParser
 	for {
 		h, err := frames.ReadHeader(s.br, 1<<20)
 		if err != nil {
-			ended <- err
-			return
+			if err == io.EOF {
+				return nil
+			}
+			return err
 		}
 		b := make([]byte, h.Length)
 		if _, err := io.ReadFull(s.br, b); err != nil {
-			ended <- err
-			return
+			return err
 		}
 		for h.Type == frames.TypeData && len(b) > 0 {
 			c, n, ok, err := cp.Next(b)
@@ -610,21 +660,146 @@ func watchMaxData(s *Session, raised chan uint64, ended chan error) {
 			if err != nil || !ok {
 				break
 			}
-			if c.Type == frames.CapsuleMaxData {
-				if v, err := frames.ParseVarintCapsule(c.Type, c.Value); err == nil && v > top {
-					top = v
-					select {
-					case <-raised:
-					default:
-					}
-					raised <- v
-				}
-			}
+			each(c)
 		}
 	}
 }
 
 func fcCase(c Case) Case { c.FlowControl = true; return c }
+
+// blockedCapsules sends valid WT_DATA_BLOCKED and WT_STREAMS_BLOCKED
+// capsules, which need no answer (the server MAY grant credit), and checks
+// that the session survives them and then ends cleanly.
+func blockedCapsules(ctx context.Context, p *Peer) Result {
+	s, res := session(ctx, p)
+	if s == nil {
+		return res
+	}
+	// The values at which we would be blocked: the server's initial limits.
+	data := p.server.Value(settings.WTInitialMaxData, 0)
+	bidi := min(p.server.Value(settings.WTInitialMaxStreamsBidi, 0), 1<<60)
+	uni := min(p.server.Value(settings.WTInitialMaxStreamsUni, 0), 1<<60)
+	stop := deadline(ctx, s.Str.SetReadDeadline)
+	defer stop()
+	ended := make(chan error, 1)
+	go func() { ended <- readCapsules(s, func(frames.Capsule) {}) }()
+	if err := s.WriteCapsules(cat(frames.AppendVarintCapsule(nil, frames.CapsuleDataBlocked, data),
+		frames.AppendVarintCapsule(nil, frames.CapsuleStreamsBlockedBidi, bidi),
+		frames.AppendVarintCapsule(nil, frames.CapsuleStreamsBlockedUni, uni)), false); err != nil {
+		return fail("write: %v", err)
+	}
+	select {
+	case err := <-ended:
+		return fail("the server ended the session after WT_DATA_BLOCKED %d, WT_STREAMS_BLOCKED %d/%d: %s", data, bidi, uni, outcome{err: err, stop: stopSending(s.Str)})
+	case <-time.After(grace):
+	}
+	if se := stopSending(s.Str); se != nil {
+		return fail("the server stopped the CONNECT stream with %s after the blocked capsules", frames.ErrorCode(se.ErrorCode))
+	}
+	if err := s.Close(0, ""); err != nil {
+		return fail("closing the session: %v", err)
+	}
+	select {
+	case err := <-ended:
+		o := outcome{err: err, stop: stopSending(s.Str)}
+		if d, ok := o.cleanEnd(); ok {
+			return pass("WT_DATA_BLOCKED %d and WT_STREAMS_BLOCKED %d/%d accepted; after our WT_CLOSE_SESSION %s", data, bidi, uni, d)
+		}
+		return fail("after the blocked capsules and our WT_CLOSE_SESSION: want FIN on the CONNECT stream; got %s", o)
+	case <-ctx.Done():
+		return fail("the server did not end the CONNECT stream after our WT_CLOSE_SESSION")
+	}
+}
+
+// zeroDataLimit runs flow/limit-of-zero: with SETTINGS_WT_INITIAL_MAX_DATA 0
+// the server has no credit for stream data (draft-ietf-webtrans-http3-16,
+// Section 5.4) and SHOULD say so with WT_DATA_BLOCKED (Section 5.6.5);
+// WT_MAX_DATA then lets the echo through.
+func zeroDataLimit(ctx context.Context, p *Peer) Result {
+	const credit = 64 << 10
+	s, res := session(ctx, p)
+	if s == nil {
+		return res
+	}
+	stop := deadline(ctx, s.Str.SetReadDeadline)
+	defer stop()
+	blocked := make(chan uint64, 1)
+	ended := make(chan error, 1)
+	go func() {
+		ended <- readCapsules(s, func(c frames.Capsule) {
+			if c.Type != frames.CapsuleDataBlocked {
+				return
+			}
+			if v, err := frames.ParseVarintCapsule(c.Type, c.Value); err == nil {
+				select {
+				case blocked <- v:
+				default:
+				}
+			}
+		})
+	}()
+	msg := []byte(strings.Repeat("quicwt-check ", 64))
+	ws, err := p.OpenWTBidi(ctx, s.ID(), msg)
+	if err != nil {
+		return fail("stream: %v", err)
+	}
+	_ = ws.Close()
+	// Phase 1: no credit, so no body bytes may come back.
+	_ = ws.SetReadDeadline(time.Now().Add(time.Second))
+	buf := make([]byte, len(msg)+1)
+	n, err := ws.Read(buf)
+	var ne interface{ Timeout() bool }
+	switch {
+	case n > 0:
+		return fail("the server sent %d bytes of stream body with SETTINGS_WT_INITIAL_MAX_DATA 0 and no WT_MAX_DATA from us", n)
+	case !errors.As(err, &ne) || !ne.Timeout():
+		select {
+		case e := <-ended:
+			return fail("the server ended the session with no data credit: %s", outcome{err: e, stop: stopSending(s.Str)})
+		default:
+		}
+		return skip("the server ended our stream without echoing (%s): this case needs a path that echoes bidirectional streams, like quicwt serve's /echo", describeEnd(err))
+	}
+	select {
+	case e := <-ended:
+		return fail("the server ended the session while it had no data credit: %s", outcome{err: e, stop: stopSending(s.Str)})
+	default:
+	}
+	sawBlocked := "no WT_DATA_BLOCKED came (SHOULD, §5.6.5)"
+	var gotBlocked bool
+	select {
+	case v := <-blocked:
+		gotBlocked = true
+		sawBlocked = fmt.Sprintf("WT_DATA_BLOCKED %d came", v)
+	default:
+	}
+	// Phase 2: credit.
+	if err := s.WriteCapsules(frames.AppendVarintCapsule(nil, frames.CapsuleMaxData, credit), false); err != nil {
+		return fail("WT_MAX_DATA: %v", err)
+	}
+	_ = ws.SetReadDeadline(time.Time{})
+	rstop := deadline(ctx, ws.SetReadDeadline)
+	defer rstop()
+	got, err := io.ReadAll(io.LimitReader(ws, int64(len(buf))))
+	switch {
+	case err == nil && string(got) == string(msg):
+		_ = s.Close(0, "")
+		return pass("no body bytes in 1 s without data credit; %s; after WT_MAX_DATA %d the %d bytes were echoed", sawBlocked, credit, len(msg))
+	case err == nil && len(got) > 0:
+		return fail("after WT_MAX_DATA %d the server sent %d bytes that are not the %d we sent", credit, len(got), len(msg))
+	case !gotBlocked:
+		return skip("nothing came back after WT_MAX_DATA %d (%s) and the server never sent WT_DATA_BLOCKED: the checked path may not echo (this case needs a path that echoes bidirectional streams, like quicwt serve's /echo)", credit, describeEnd(err))
+	}
+	return fail("the server signalled WT_DATA_BLOCKED but sent %d of %d bytes after WT_MAX_DATA %d: %s", len(got), len(msg), credit, describeEnd(err))
+}
+
+// describeEnd describes how a stream read ended: FIN for nil or io.EOF.
+func describeEnd(err error) string {
+	if err == nil || err == io.EOF {
+		return "FIN"
+	}
+	return describeErr(err)
+}
 
 // exceedStreams opens one stream more than the server's initial limit
 // allows in a session.

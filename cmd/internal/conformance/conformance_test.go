@@ -82,8 +82,9 @@ func echo(sess *quicwt.Session) {
 	}
 }
 
-// startQuicwt runs a quicwt server that upgrades on /echo and answers 404
-// elsewhere.
+// startQuicwt runs a quicwt server that upgrades on /echo. Elsewhere it
+// leaves an extended CONNECT un-upgraded, so that the library answers it
+// (405 from draft-15 on), and answers other requests 404.
 func startQuicwt(t *testing.T) (addr string, hash [32]byte, srv *quicwt.Server) {
 	cert, hash := testCert(t)
 	mux := http.NewServeMux()
@@ -93,6 +94,11 @@ func startQuicwt(t *testing.T) (addr string, hash [32]byte, srv *quicwt.Server) 
 			return
 		}
 		echo(sess)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodConnect {
+			http.NotFound(w, r)
+		}
 	})
 	srv = &quicwt.Server{Handler: mux, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
 	ln, err := quic.ListenAddr("127.0.0.1:0", quicwt.ConfigureTLSConfig(srv.TLSConfig), quicwt.ConfigureQUICConfig(nil))

@@ -228,13 +228,23 @@ func endOfSession(ctx context.Context, s *Session) outcome {
 // WT_SESSION_GONE, H3_NO_ERROR or H3_REQUEST_CANCELLED (draft-ietf-webtrans-http3-16 §6).
 func expectCleanEnd(ctx context.Context, s *Session, what string) Result {
 	o := endOfSession(ctx, s)
-	if o.err == nil {
-		return pass("%s: the server ended the CONNECT stream with FIN", what)
-	}
-	if c, ok := o.resetCode(); ok && (c == frames.WTSessionGone || c == frames.H3NoError || c == frames.H3RequestCancelled) {
-		return pass("%s: the server reset the CONNECT stream with %s", what, c)
+	if d, ok := o.cleanEnd(); ok {
+		return pass("%s: %s", what, d)
 	}
 	return fail("%s: want FIN on the CONNECT stream; got %s", what, o)
+}
+
+// cleanEnd reports whether the CONNECT stream's receive side ended without
+// a protocol error: FIN, or a reset with WT_SESSION_GONE, H3_NO_ERROR or
+// H3_REQUEST_CANCELLED.
+func (o outcome) cleanEnd() (string, bool) {
+	if o.err == nil {
+		return "the server ended the CONNECT stream with FIN", true
+	}
+	if c, ok := o.resetCode(); ok && (c == frames.WTSessionGone || c == frames.H3NoError || c == frames.H3RequestCancelled) {
+		return fmt.Sprintf("the server reset the CONNECT stream with %s", c), true
+	}
+	return "", false
 }
 
 // expectSessionError checks that the server reset the CONNECT stream (or,

@@ -33,7 +33,7 @@ type Peer struct {
 
 	opts      *Options
 	authority string
-	fc        bool // advertise WebTransport flow control in our SETTINGS
+	limits    *FlowLimits // the flow-control limits our SETTINGS advertise; nil: none
 
 	settingsReady chan struct{}
 	server        settings.Settings // the server's SETTINGS, once settingsReady is closed
@@ -73,8 +73,9 @@ func clientTLS(o *Options, host string) *tls.Config {
 
 // dialPeer opens a fresh QUIC connection with ALPN h3, datagrams (unless
 // noDatagrams) and RESET_STREAM_AT, and starts reading the server's
-// streams. It opens no stream of its own.
-func dialPeer(ctx context.Context, o *Options, noDatagrams, fc bool) (*Peer, error) {
+// streams. It opens no stream of its own. With limits, our SETTINGS will
+// enable WebTransport flow control with them.
+func dialPeer(ctx context.Context, o *Options, noDatagrams bool, limits *FlowLimits) (*Peer, error) {
 	host, _, err := net.SplitHostPort(o.Addr)
 	if err != nil {
 		return nil, err
@@ -87,7 +88,7 @@ func dialPeer(ctx context.Context, o *Options, noDatagrams, fc bool) (*Peer, err
 		HandshakeIdleTimeout:             o.Timeout,
 		MaxIdleTimeout:                   30 * time.Second,
 	}
-	if fc {
+	if limits != nil {
 		// The flow-control cases read little of what the server sends:
 		// small stream windows keep an echoing server from reading (and
 		// granting credit for) much of what we send.
@@ -102,7 +103,7 @@ func dialPeer(ctx context.Context, o *Options, noDatagrams, fc bool) (*Peer, err
 	if authority == "" {
 		authority = o.Addr
 	}
-	p := &Peer{QC: qc, opts: o, authority: authority, fc: fc, settingsReady: make(chan struct{})}
+	p := &Peer{QC: qc, opts: o, authority: authority, limits: limits, settingsReady: make(chan struct{})}
 	go p.acceptUni()
 	go p.acceptBidi()
 	return p, nil
@@ -199,8 +200,8 @@ func (p *Peer) ServerSettings() *settings.Settings { return &p.server }
 
 // ClientSettings returns what a multi-draft client advertises: H3
 // datagrams under both codepoints and the enabling settings of draft-02,
-// draft-13/14 and draft-15+, plus nonzero flow-control limits for the
-// flow-control cases.
+// draft-13/14 and draft-15+, plus, in the flow-control cases, the
+// initial flow-control limits the case chose (each sent, zeros included).
 func (p *Peer) ClientSettings() settings.Settings {
 	var s settings.Settings
 	s.Set(settings.H3Datagram, 1)
@@ -208,19 +209,31 @@ func (p *Peer) ClientSettings() settings.Settings {
 	s.Set(settings.EnableWebTransport, 1)
 	s.Set(settings.WTEnabled, 1)
 	s.Set(settings.WTMaxSessions, 1)
-	if p.fc {
-		s.Set(settings.WTInitialMaxData, clientMaxData)
-		s.Set(settings.WTInitialMaxStreamsUni, clientMaxStreams)
-		s.Set(settings.WTInitialMaxStreamsBidi, clientMaxStreams)
+	if l := p.limits; l != nil {
+		s.Set(settings.WTInitialMaxData, l.MaxData)
+		s.Set(settings.WTInitialMaxStreamsUni, l.MaxStreamsUni)
+		s.Set(settings.WTInitialMaxStreamsBidi, l.MaxStreamsBidi)
 	}
 	return s
 }
 
-// Flow-control limits the checker grants the server in the flow-control cases.
+// FlowLimits are the initial WebTransport flow-control limits a peer
+// advertises (draft-ietf-webtrans-http3-16, Section 5.5). Flow control is
+// enabled by any nonzero one (Section 5.1).
+type FlowLimits struct {
+	MaxData        uint64 // SETTINGS_WT_INITIAL_MAX_DATA
+	MaxStreamsBidi uint64 // SETTINGS_WT_INITIAL_MAX_STREAMS_BIDI
+	MaxStreamsUni  uint64 // SETTINGS_WT_INITIAL_MAX_STREAMS_UNI
+}
+
+// Flow-control limits the checker grants the server in the flow-control
+// cases unless a case chooses its own.
 const (
 	clientMaxData    = 1 << 20
 	clientMaxStreams = 16
 )
+
+var defaultClientLimits = FlowLimits{MaxData: clientMaxData, MaxStreamsBidi: clientMaxStreams, MaxStreamsUni: clientMaxStreams}
 
 // Draft is the WebTransport draft the server's SETTINGS and ours select.
 func (p *Peer) Draft() settings.Draft {

@@ -49,6 +49,9 @@ type Case struct {
 	// FlowControl marks cases that need WebTransport flow control: our
 	// SETTINGS enable it, and the case is skipped unless the server's do.
 	FlowControl bool
+	// ClientLimits, with FlowControl, are the initial limits our SETTINGS
+	// advertise; nil means defaultClientLimits (1 MiB, 16 streams each).
+	ClientLimits *FlowLimits
 	// Run runs the case on a fresh connection whose server SETTINGS have
 	// arrived; it opens our control stream itself.
 	Run func(ctx context.Context, p *Peer) Result
@@ -62,6 +65,9 @@ type Options struct {
 	Authority string
 	// Path is a path on which the server accepts WebTransport sessions.
 	Path string
+	// NoWebTransportPath is a path on which the server does not serve
+	// WebTransport; default Path + "-no-such-resource".
+	NoWebTransportPath string
 	// CertHashes pins the server certificate by the SHA-256 of its DER
 	// encoding; Insecure skips verification. With neither, the system
 	// roots verify it.
@@ -107,7 +113,7 @@ func (r *Report) OK() bool { return r.Failed == 0 }
 func Cases() []Case {
 	var all []Case
 	for _, g := range [][]Case{controlCases(), frameCases(), qpackCases(), messageCases(), connectCases(),
-		streamCases(), capsuleCases(), goawayCases(), flowControlCases()} {
+		streamCases(), capsuleCases(), goawayCases(), flowControlCases(), sessionCases()} {
 		all = append(all, g...)
 	}
 	return all
@@ -120,6 +126,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if c.Path == "" {
 		c.Path = "/"
+	}
+	if c.NoWebTransportPath == "" {
+		c.NoWebTransportPath = c.Path + "-no-such-resource"
 	}
 	if c.Parallel <= 0 {
 		c.Parallel = 8
@@ -135,7 +144,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	rep := &Report{Server: o.Addr, Path: o.Path}
 	// Preflight: the server must speak HTTP/3 and send SETTINGS.
 	pctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	p, err := dialPeer(pctx, &o, false, false)
+	p, err := dialPeer(pctx, &o, false, nil)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("connecting to %s: %w", o.Addr, err)
@@ -207,7 +216,14 @@ func flowControlOff(s *settings.Settings, d settings.Draft) string {
 func runCase(parent context.Context, o *Options, c Case) (res Result) {
 	ctx, cancel := context.WithTimeout(parent, o.Timeout)
 	defer cancel()
-	p, err := dialPeer(ctx, o, c.NoDatagrams, c.FlowControl)
+	var limits *FlowLimits
+	if c.FlowControl {
+		limits = c.ClientLimits
+		if limits == nil {
+			limits = &defaultClientLimits
+		}
+	}
+	p, err := dialPeer(ctx, o, c.NoDatagrams, limits)
 	if err != nil {
 		return fail("cannot connect: %v", err)
 	}
