@@ -2,16 +2,8 @@ package conformance
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -24,25 +16,14 @@ import (
 	"github.com/quicwt/quicwt/settings"
 )
 
-// testCert makes an ECDSA P-256 certificate for 127.0.0.1, valid 10 days.
+// testCert makes a certificate for 127.0.0.1, valid 10 days, and its hash.
 func testCert(t testing.TB) (tls.Certificate, [32]byte) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c, err := quicwt.SelfSignedCertificate(10 * 24 * time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "quicwt conformance test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(10 * 24 * time.Hour),
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, sha256.Sum256(der)
+	return c, quicwt.CertificateHash(c.Leaf)
 }
 
 // echo serves a session: bidirectional streams are echoed, unidirectional
