@@ -89,6 +89,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var hashes hashList
 	path := fs.String("path", "", "path on which the server accepts WebTransport (default: the URL's path, else /)")
+	noWTPath := fs.String("no-wt-path", "", "a `path` on which the server does not serve WebTransport (default: -path with \"-no-such-resource\" appended)")
 	fs.Var(&hashes, "certhash", "accept the server certificate whose DER SHA-256 is this hex `HASH` (repeatable)")
 	insecure := fs.Bool("insecure", false, "do not verify the server certificate")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
@@ -149,7 +150,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	opts := conformance.Options{
-		Addr: addr, Path: *path, CertHashes: hashes, Insecure: *insecure,
+		Addr: addr, Path: *path, NoWebTransportPath: *noWTPath, CertHashes: hashes, Insecure: *insecure,
 		Timeout: *timeout, Filter: filter, Parallel: *parallel,
 	}
 	rep, err := conformance.Run(context.Background(), opts)

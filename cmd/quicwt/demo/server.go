@@ -89,6 +89,14 @@ func Start(cfg Config) (*Server, error) {
 	mux.HandleFunc("/echo", d.wtHandler("echo", serveEcho))
 	mux.HandleFunc("/clicker", d.wtHandler("clicker", d.clicker.serve))
 	mux.HandleFunc("/chat", d.wtHandler("chat", d.room.serve))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodConnect {
+			// Not upgraded: the library answers that the resource does
+			// not support WebTransport (405 from draft-15 on, 404 before).
+			return
+		}
+		http.NotFound(w, r)
+	})
 	d.wt = &quicwt.Server{
 		Handler:     mux,
 		TLSConfig:   &tls.Config{Certificates: []tls.Certificate{cfg.Cert}},
