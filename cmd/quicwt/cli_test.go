@@ -111,10 +111,11 @@ func TestClientCommand(t *testing.T) {
 	if code := runClient([]string{"-certhash", wrong, d.wtURL + "/echo"}, strings.NewReader(""), &out, &errb); code == 0 || strings.Count(errb.String(), "\n") != 1 {
 		t.Errorf("wrong pin: exit %d, stderr %q", code, errb.String())
 	}
-	// 404 fails with one line.
+	// A path without an endpoint (405 for our draft-15/16 client) fails
+	// with one line.
 	errb.Reset()
-	if code := runClient([]string{"-insecure", d.wtURL + "/nope"}, strings.NewReader(""), &out, &errb); code == 0 || !strings.Contains(errb.String(), "404") {
-		t.Errorf("404: exit %d, stderr %q", code, errb.String())
+	if code := runClient([]string{"-insecure", d.wtURL + "/nope"}, strings.NewReader(""), &out, &errb); code == 0 || !strings.Contains(errb.String(), "405") || strings.Count(errb.String(), "\n") != 1 {
+		t.Errorf("405: exit %d, stderr %q", code, errb.String())
 	}
 }
 

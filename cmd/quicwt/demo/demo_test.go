@@ -15,6 +15,7 @@ import (
 
 	"github.com/quicwt/quicwt/cmd/quicwt/internal/certs"
 	"github.com/quicwt/quicwt/quicwt"
+	"github.com/quicwt/quicwt/settings"
 )
 
 // testCert is shared by the tests: generating one is cheap, but sharing
@@ -160,17 +161,27 @@ func TestCounter(t *testing.T) {
 	}
 }
 
+// A path without an endpoint: 404 for a draft-02 client, as the seed's
+// counter sample answered browsers (which speak draft-02), and 405 from
+// draft-15 on (draft-ietf-webtrans-http3-16, Section 3.2).
 func TestNotFoundAndNotConnect(t *testing.T) {
 	d := newTestDemo(t, nil, ChatOptions{})
-	cc, err := testDialer(d).DialConn(testCtx(t), d.wtAddr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	_, _, err = cc.OpenSession(testCtx(t), d.wtURL+"/nope", nil)
-	var rej *quicwt.RejectedError
-	if !errors.As(err, &rej) || rej.StatusCode != 404 {
-		t.Fatalf("unknown path: err %v, want 404", err)
+	draft02 := testDialer(d)
+	draft02.AdditionalSettings = []settings.Setting{{ID: settings.WTEnabled}, {ID: settings.WTMaxSessions}}
+	for _, tt := range []struct {
+		dialer *quicwt.Dialer
+		want   int
+	}{{testDialer(d), 405}, {draft02, 404}} {
+		cc, err := tt.dialer.DialConn(testCtx(t), d.wtAddr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cc.Close()
+		_, _, err = cc.OpenSession(testCtx(t), d.wtURL+"/nope", nil)
+		var rej *quicwt.RejectedError
+		if !errors.As(err, &rej) || rej.StatusCode != tt.want {
+			t.Fatalf("unknown path: err %v, want %d", err, tt.want)
+		}
 	}
 }
 
