@@ -30,7 +30,8 @@ type Session struct {
 	id  uint64
 	str bidiStream // the CONNECT stream
 
-	request *http.Request // server side (client side: rare.response)
+	request  *http.Request // server side (client side: rare.response)
+	protocol string        // negotiated WT-Protocol (protocols.go)
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
