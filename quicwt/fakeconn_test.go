@@ -212,5 +212,6 @@ func (s *fakeStream) TryWriteAll(p []byte) error         { _, err := s.Write(p);
 func (s *fakeStream) Close() error                       { return nil }
 func (s *fakeStream) CancelWrite(c quic.StreamErrorCode) { s.f.recordReset(c) }
 func (s *fakeStream) SetReliableBoundary()               {}
+func (s *fakeStream) SetPriority(int8, bool)             {}
 
 var errFakeDone = errors.New("fake peer done")

@@ -31,6 +31,8 @@ type sendStream interface {
 	Close() error
 	CancelWrite(quic.StreamErrorCode)
 	SetReliableBoundary()
+	// SetPriority is quic-go's RFC 9218 urgency (0-7) and incremental.
+	SetPriority(urgency int8, incremental bool)
 	SetWriteDeadline(time.Time) error
 	// Context is canceled when the send side ends: our Close or
 	// CancelWrite, the peer's STOP_SENDING, or the connection's end.

@@ -59,6 +59,7 @@ type Session struct {
 	dq       *dgramRing    // received datagrams, made on first use
 	streams  *streamState  // open streams to reset when the session ends, a list
 	rare     *sessionRare  // what few sessions need, made on demand
+	prio     *prioState    // streams with a send order or group (priority.go)
 
 	// rd reads the CONNECT stream after the header section, in the
 	// session's reader goroutine only. It keeps no buffer while idle.
