@@ -139,7 +139,10 @@ func (s *Session) ringLocked() *dgramRing {
 
 // SendDatagram sends an HTTP datagram on the session (RFC 9297, Section
 // 2.1). Datagrams are unreliable; a payload that cannot fit one QUIC
-// packet is a *DatagramTooLargeError, never a silent drop.
+// packet is a *DatagramTooLargeError, never a silent drop. By default it
+// blocks while quic-go's send queue (32 datagrams per connection) is
+// full; with a DatagramSendPolicy (SetDatagramSendPolicy) it never
+// blocks and drops by the policy instead.
 func (s *Session) SendDatagram(p []byte) error {
 	if err := s.openCheck(); err != nil {
 		return err
@@ -150,6 +153,10 @@ func (s *Session) SendDatagram(p []byte) error {
 	}
 	bp := dgramPool.Get().(*[]byte)
 	b := append(append((*bp)[:0], s.dgramHdr[:s.dgramHdrLen]...), p...)
+	if d := s.sender(); d != nil {
+		*bp = b
+		return s.queueDatagram(d, bp) // datagram_send.go
+	}
 	err := s.c.sendDatagram(b)
 	*bp = b[:0]
 	dgramPool.Put(bp)

@@ -60,6 +60,9 @@ type Session struct {
 	streams  *streamState  // open streams to reset when the session ends, a list
 	rare     *sessionRare  // what few sessions need, made on demand
 	prio     *prioState    // streams with a send order or group (priority.go)
+	// The datagram send policy's queue (datagram_send.go), nil without
+	// one.
+	dsend atomic.Pointer[dgramSender]
 
 	// rd reads the CONNECT stream after the header section, in the
 	// session's reader goroutine only. It keeps no buffer while idle.
