@@ -366,6 +366,7 @@ func (cc *ClientConn) openSession(ctx context.Context, u *url.URL, h http.Header
 		sess.mu.Unlock()
 	}
 	sess.startReader()
+	sess.ql.sessionOpened(sess, u.Path)
 	if perr != nil {
 		// draft-ietf-webtrans-http3, Section 3.3: close the session with
 		// WT_ALPN_ERROR (a Dial connection closes when the close is done).

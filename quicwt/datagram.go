@@ -201,6 +201,7 @@ func (s *Session) pushDatagram(p []byte) {
 	if q.bytes+len(p) > s.lim.DatagramQueueBytes {
 		s.mu.Unlock()
 		q.drops.Add(1)
+		s.ql.datagramDropped(s, "receive_queue_full")
 		return
 	}
 	if q.n == len(q.buf) {

@@ -159,7 +159,7 @@ func (s *Session) queueDatagram(d *dgramSender, bp *[]byte) error {
 	}
 	now := time.Now()
 	d.mu.Lock()
-	d.expireLocked(now)
+	d.expireLocked(s, now)
 	size := len(*bp)
 	for d.n > 0 && (d.n >= d.pol.MaxQueued || d.bytes+size > d.pol.MaxQueuedBytes) {
 		if !d.pol.DropOldest {
@@ -168,11 +168,13 @@ func (s *Session) queueDatagram(d *dgramSender, bp *[]byte) error {
 		old := d.popLocked()
 		dgramPool.Put(old.b)
 		d.dropFull.Add(1)
+		s.ql.datagramDropped(s, "send_queue_full")
 	}
 	if d.n >= d.pol.MaxQueued || d.n >= len(d.buf) || d.bytes+size > d.pol.MaxQueuedBytes {
 		d.mu.Unlock()
 		dgramPool.Put(bp)
 		d.dropFull.Add(1)
+		s.ql.datagramDropped(s, "send_queue_full")
 		if d.pol.DropOldest {
 			return nil // larger than the whole queue: dropped, and counted
 		}
@@ -200,7 +202,7 @@ func (d *dgramSender) popLocked() queuedDgram {
 }
 
 // expireLocked drops the queued datagrams older than MaxAge.
-func (d *dgramSender) expireLocked(now time.Time) {
+func (d *dgramSender) expireLocked(s *Session, now time.Time) {
 	if d.pol.MaxAge <= 0 {
 		return
 	}
@@ -208,6 +210,7 @@ func (d *dgramSender) expireLocked(now time.Time) {
 		q := d.popLocked()
 		dgramPool.Put(q.b)
 		d.dropAge.Add(1)
+		s.ql.datagramDropped(s, "max_age")
 	}
 }
 
@@ -223,7 +226,7 @@ func (s *Session) feedDatagrams(d *dgramSender) {
 				dgramPool.Put(q.b)
 			}
 		}
-		d.expireLocked(time.Now())
+		d.expireLocked(s, time.Now())
 		if d.n == 0 {
 			d.running = false
 			d.mu.Unlock()
@@ -235,6 +238,7 @@ func (s *Session) feedDatagrams(d *dgramSender) {
 		dgramPool.Put(q.b)
 		if err != nil {
 			d.failed.Add(1)
+			s.ql.datagramDropped(s, "send_failed")
 			continue
 		}
 		d.sent.Add(1)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/qlogwriter"
 )
 
 // fakeConn is an in-memory qconn for driving the connection state machine
@@ -119,10 +120,11 @@ func (f *fakeConn) CloseWithError(code quic.ApplicationErrorCode, msg string) er
 	f.cancel(&quic.ApplicationError{ErrorCode: code, ErrorMessage: msg})
 	return nil
 }
-func (f *fakeConn) Context() context.Context  { return f.ctx }
-func (f *fakeConn) PeerDatagrams() bool       { return true }
-func (f *fakeConn) TLS() *tls.ConnectionState { return &tls.ConnectionState{} }
-func (f *fakeConn) LocalAddr() net.Addr       { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 443} }
+func (f *fakeConn) Context() context.Context    { return f.ctx }
+func (f *fakeConn) PeerDatagrams() bool         { return true }
+func (f *fakeConn) QlogTrace() qlogwriter.Trace { return nil }
+func (f *fakeConn) TLS() *tls.ConnectionState   { return &tls.ConnectionState{} }
+func (f *fakeConn) LocalAddr() net.Addr         { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 443} }
 func (f *fakeConn) RemoteAddr() net.Addr {
 	return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/qlogwriter"
 )
 
 // This file is the one place that holds quic-go's connection and stream
@@ -65,6 +66,9 @@ type qconn interface {
 	PeerDatagrams() bool
 	// TLS returns the TLS state (complete after the handshake).
 	TLS() *tls.ConnectionState
+	// QlogTrace returns the connection's qlog trace (quic.Config.Tracer),
+	// or nil.
+	QlogTrace() qlogwriter.Trace
 	LocalAddr() net.Addr
 	RemoteAddr() net.Addr
 }
@@ -139,8 +143,9 @@ func (q quicGoConn) TLS() *tls.ConnectionState {
 	st := q.c.ConnectionState().TLS
 	return &st
 }
-func (q quicGoConn) LocalAddr() net.Addr  { return q.c.LocalAddr() }
-func (q quicGoConn) RemoteAddr() net.Addr { return q.c.RemoteAddr() }
+func (q quicGoConn) QlogTrace() qlogwriter.Trace { return q.c.QlogTrace() }
+func (q quicGoConn) LocalAddr() net.Addr         { return q.c.LocalAddr() }
+func (q quicGoConn) RemoteAddr() net.Addr        { return q.c.RemoteAddr() }
 
 // ConfigureQUICConfig returns a copy of base (or a new config if nil) with what
 // WebTransport needs: datagrams (RFC 9221) and RESET_STREAM_AT

@@ -288,6 +288,7 @@ func Upgrade(w http.ResponseWriter, r *http.Request, opts ...UpgradeOption) (*Se
 		sess.finishConnect()
 		return nil, sess.Err()
 	}
+	sess.ql.sessionOpened(sess, r.URL.Path)
 	return sess, nil
 }
 

@@ -63,6 +63,7 @@ type Session struct {
 	// The datagram send policy's queue (datagram_send.go), nil without
 	// one.
 	dsend atomic.Pointer[dgramSender]
+	ql    *qlogger // the connection's (qlog.go), nil when off
 
 	// rd reads the CONNECT stream after the header section, in the
 	// session's reader goroutine only. It keeps no buffer while idle.
@@ -142,6 +143,7 @@ func newSession(c *conn, str bidiStream, draft settings.Draft) *Session {
 		str:      str,
 		draft:    uint8(draft),
 		isServer: c.isServer,
+		ql:       c.ql,
 	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.dgramHdrLen = uint8(len(frames.AppendDatagramHeader(s.dgramHdr[:0], id)))
@@ -251,6 +253,7 @@ func (s *Session) Draining() <-chan struct{} {
 }
 
 func (s *Session) markDraining() {
+	s.ql.sessionDraining(s)
 	s.mu.Lock()
 	var ch *chan struct{}
 	if s.rare != nil {
@@ -344,6 +347,7 @@ func (s *Session) end(e *SessionError, resetConnect, deferResets bool) {
 	}
 	s.closeErr = e
 	s.state.Store(sessionClosed)
+	s.ql.sessionClosed(s, e)
 	streams := s.takeStreamsLocked()
 	var queued []earlyStream
 	if sq := s.sq; sq != nil {
