@@ -293,7 +293,15 @@ func main() {
 	memprofile := flag.String("memprofile", "", "write an allocation profile at the end")
 	flag.StringVar(&gdumpDir, "gdump", "", "write goroutine dumps and in-use heap profiles of held servers (idle, many, scale) to this directory (sets MemProfileRate=1)")
 	flag.BoolVar(&earlyListen, "early", earlyListen, "servers listen with quic.ListenAddrEarly (0.5-RTT SETTINGS); false: quic.ListenAddr")
+	features := flag.Bool("features", false, "run the quicwt-only feature workloads (send priorities, datagram send policy) instead")
 	flag.Parse()
+	if *features {
+		if err := runFeatures(os.Stdout, *quick); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	cfg := config{rounds: *rounds, scaleRounds: min(*scaleRounds, *rounds), sz: fullSizes(), progress: os.Stderr}
 	if *quick {
