@@ -207,6 +207,22 @@ const protocolsPage = `<!doctype html>
 // (sf-Strings) for the page's `protocols` and reads the server's choice
 // into transport.protocol.
 func TestChromiumProtocols(t *testing.T) {
+	runBrowserProtocols(t, "chromium", func(t *testing.T, url string) *Browser { return LaunchChromium(t, url) })
+}
+
+// TestFirefoxProtocols: Firefox ESR 153 ignores the `protocols` option
+// (it sends no WT-Available-Protocols, and transport.protocol stays
+// empty); the session opens without a protocol. When Firefox starts
+// sending them this test fails: then expect what Chromium does.
+func TestFirefoxProtocols(t *testing.T) {
+	runBrowserProtocols(t, "firefox-esr", func(t *testing.T, url string) *Browser { return LaunchFirefox(t, url) })
+}
+
+func runBrowserProtocols(t *testing.T, name string, launch func(*testing.T, string) *Browser) {
+	wantOffer, wantProtocol := []string{"moq-00", "chat"}, "chat"
+	if name == "firefox-esr" {
+		wantOffer, wantProtocol = nil, ""
+	}
 	cert := BrowserCert(t)
 	offered := make(chan []string, 1)
 	qs := StartQuicwtServer(t, "127.0.0.1", cert, SessionHandler(t, func(s *quicwt.Session, r *http.Request) {
@@ -218,7 +234,7 @@ func TestChromiumProtocols(t *testing.T) {
 	}), func(s *quicwt.Server) { s.Protocols = []string{"chat"} })
 	ps := NewPageServer(t)
 	page := strings.NewReplacer("{{URL}}", qs.URL("/p"), "{{HASH}}", hexBytesJS(cert.Hash[:])).Replace(protocolsPage)
-	b := LaunchChromium(t, ps.Add("/p.html", page))
+	b := launch(t, ps.Add("/p.html", page))
 	raw := ps.WaitResult(t, b, 45*time.Second)
 	b.Stop(5 * time.Second)
 	var res struct{ Protocol, Error string }
@@ -230,15 +246,19 @@ func TestChromiumProtocols(t *testing.T) {
 	}
 	select {
 	case o := <-offered:
-		matrix.Record("chromium", "handshake", "wt-available-protocols (page protocols)", slices.Equal(o, []string{"moq-00", "chat"}))
-		if !slices.Equal(o, []string{"moq-00", "chat"}) {
-			t.Errorf("Chromium offered %q, want [moq-00 chat]", o)
+		if wantOffer != nil {
+			matrix.Record(name, "handshake", "wt-available-protocols (page protocols)", slices.Equal(o, wantOffer))
+		}
+		if !slices.Equal(o, wantOffer) {
+			t.Errorf("%s offered %q, want %q", name, o, wantOffer)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the session never reached the handler")
 	}
-	matrix.Record("chromium", "handshake", "transport.protocol from WT-Protocol", res.Protocol == "chat")
-	if res.Protocol != "chat" {
-		t.Errorf("page: transport.protocol = %q, want chat", res.Protocol)
+	if wantProtocol != "" {
+		matrix.Record(name, "handshake", "transport.protocol from WT-Protocol", res.Protocol == wantProtocol)
+	}
+	if res.Protocol != wantProtocol {
+		t.Errorf("page: transport.protocol = %q, want %q", res.Protocol, wantProtocol)
 	}
 }
