@@ -71,7 +71,7 @@ type prioResult struct {
 // as they can and one message stream that writes a 64-byte timestamped
 // message every 2 ms for dur; the server reads everything and records
 // each message's one-way latency (same process, same clock).
-func runPrio(order bool, nBulk int, linkMbps float64, dur time.Duration) (*prioResult, error) {
+func runPrio(order bool, nBulk int, linkMbps float64, qlen int, dur time.Duration) (*prioResult, error) {
 	res := &prioResult{}
 	var bulkBytes atomic.Int64
 	var mu sync.Mutex
@@ -117,7 +117,7 @@ func runPrio(order bool, nBulk int, linkMbps float64, dur time.Duration) (*prioR
 	}
 	defer stop()
 	if linkMbps > 0 {
-		px, err := newRateProxy(addr, linkMbps*1e6, 16)
+		px, err := newRateProxy(addr, linkMbps*1e6, qlen)
 		if err != nil {
 			return nil, err
 		}
@@ -373,11 +373,15 @@ func runFeatures(w io.Writer, quick bool) error {
 	}
 	const prioLink = 50.0
 	fmt.Fprintf(w, "### prio: 64-byte messages every 2 ms on one stream while bulk streams saturate the connection (%v each)\n\n", dur)
-	fmt.Fprintf(w, "Path: a %.0f Mbit/s bottleneck with a 16-packet drop-tail queue (client to server), or plain loopback.\n\n", prioLink)
+	fmt.Fprintf(w, "Path: a %.0f Mbit/s bottleneck with a 16- or 4-packet drop-tail queue (client to server), or plain loopback.\n\n", prioLink)
 	fmt.Fprintln(w, "| path | mode | messages | p50 ms | p90 ms | p99 ms | max ms | bulk MiB/s |")
 	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|")
-	for _, link := range []float64{prioLink, 0} {
-		path := fmt.Sprintf("%.0f Mbit/s", link)
+	for _, p := range []struct {
+		link float64
+		qlen int
+	}{{prioLink, 16}, {prioLink, 4}, {0, 0}} {
+		link := p.link
+		path := fmt.Sprintf("%.0f Mbit/s, queue %d", link, p.qlen)
 		if link == 0 {
 			path = "loopback"
 		}
@@ -387,7 +391,7 @@ func runFeatures(w io.Writer, quick bool) error {
 			order bool
 		}{{"idle", 0, false}, {"4 bulk, no priority", 4, false}, {"4 bulk, message stream SetSendOrder(1)", 4, true},
 			{"16 bulk, no priority", 16, false}, {"16 bulk, message stream SetSendOrder(1)", 16, true}} {
-			r, err := runPrio(c.order, c.nBulk, link, dur)
+			r, err := runPrio(c.order, c.nBulk, link, p.qlen, dur)
 			if err != nil {
 				return fmt.Errorf("prio %s: %w", c.mode, err)
 			}
