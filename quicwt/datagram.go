@@ -155,6 +155,10 @@ func (s *Session) SendDatagram(p []byte) error {
 	b := append(append((*bp)[:0], s.dgramHdr[:s.dgramHdrLen]...), p...)
 	if d := s.sender(); d != nil {
 		*bp = b
+		if !tp {
+			dgramPool.Put(bp)
+			return ErrDatagramsDisabled
+		}
 		return s.queueDatagram(d, bp) // datagram_send.go
 	}
 	err := s.c.sendDatagram(b)
