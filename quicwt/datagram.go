@@ -115,7 +115,9 @@ func (c *conn) datagramLoop(ctx context.Context) {
 			sess.pushDatagram(payload)
 			continue
 		}
-		c.reg.bufferDatagram(sid, payload)
+		if reason := c.reg.bufferDatagram(sid, payload); reason != "" {
+			c.ql.datagramDroppedID(sid, reason)
+		}
 	}
 }
 

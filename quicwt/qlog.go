@@ -27,7 +27,9 @@ import (
 //	webtransport:capsule_created, webtransport:capsule_parsed
 //	                                          session_id, capsule_type, length (WT_CLOSE_SESSION: code, reason)
 //	webtransport:stream_associated            a WebTransport stream bound to its session: stream_id, session_id, initiator, stream_type
-//	webtransport:datagrams_dropped            session_id, reason, count (at most one event per reason and session every 100 ms)
+//	webtransport:datagrams_dropped            session_id, reason, count (at most one event per reason and session every 100 ms);
+//	                                          reasons receive_queue_full, early_buffer_full, no_session (a
+//	                                          client's unknown or a gone session), send_queue_full, max_age, send_failed
 //
 // Off (no trace, or a trace that supports neither schema) the connection
 // holds a nil *qlogger and every hook is a nil check: nothing is built or
@@ -199,6 +201,15 @@ func (q *qlogger) datagramDropped(s *Session, reason string) {
 	if q == nil {
 		return
 	}
+	q.datagramDroppedID(s.id, reason)
+}
+
+// datagramDroppedID is datagramDropped for a session ID that has no
+// session (early datagrams).
+func (q *qlogger) datagramDroppedID(sid uint64, reason string) {
+	if q == nil {
+		return
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
@@ -207,7 +218,7 @@ func (q *qlogger) datagramDropped(s *Session, reason string) {
 	if q.drops == nil {
 		q.drops = make(map[dropKey]uint64)
 	}
-	q.drops[dropKey{s.id, reason}]++
+	q.drops[dropKey{sid, reason}]++
 	if now := time.Now(); now.Sub(q.flushed) >= 100*time.Millisecond {
 		q.flushed = now
 		q.flushDropsLocked()
