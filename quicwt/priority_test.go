@@ -4,6 +4,7 @@ import (
 	"io"
 	"sync"
 	"testing"
+	"time"
 )
 
 // prioRecorder is a sendStream that records SetPriority.
@@ -89,8 +90,9 @@ func TestSendOrderMapping(t *testing.T) {
 	}
 }
 
-// TestSendOrderLoopback: two streams start writing 4 MiB each at once;
-// the one with the higher send order completes first.
+// TestSendOrderLoopback: two streams write 4 MiB each, the low-order one
+// starting 5 ms earlier; the one with the higher send order completes
+// first.
 func TestSendOrderLoopback(t *testing.T) {
 	const size = 4 << 20
 	done := make(chan string, 2)
@@ -129,6 +131,9 @@ func TestSendOrderLoopback(t *testing.T) {
 	high.SetSendOrder(100)
 	buf := make([]byte, size)
 	var wg sync.WaitGroup
+	// The low stream starts first: without priorities it would finish
+	// first (round-robin from a head start); with them the high one
+	// overtakes it.
 	for _, c := range []struct {
 		s   *SendStream
 		tag byte
@@ -140,6 +145,7 @@ func TestSendOrderLoopback(t *testing.T) {
 			c.s.Write(b)
 			c.s.Close()
 		}()
+		time.Sleep(5 * time.Millisecond)
 	}
 	first := <-done
 	second := <-done
