@@ -36,6 +36,8 @@ fuzz:
 		echo "fuzz $$t ($(FUZZN))"; \
 		$(GO) test ./fuzz -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZN) -fuzzminimizetime=$(FUZZMIN) || exit 1; \
 	done
+	@echo "fuzz FuzzParseStringList ($(FUZZN))"
+	$(GO) test ./frames/sfv -run='^$$' -fuzz='^FuzzParseStringList$$' -fuzztime=$(FUZZN) -fuzzminimizetime=$(FUZZMIN)
 	@echo "fuzz FuzzConnection ($(FUZZN_CONN))"
 	$(GO) test ./quicwt -run='^$$' -fuzz='^FuzzConnection$$' -fuzztime=$(FUZZN_CONN) -fuzzminimizetime=$(FUZZMIN)
 

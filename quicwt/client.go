@@ -37,6 +37,16 @@ type Dialer struct {
 	// socket, connection ID generator, stateless reset key...) instead of
 	// a new UDP socket per connection; the options above still apply.
 	Transport *quic.Transport
+	// Protocols are the application protocols offered in each CONNECT
+	// (WT-Available-Protocols, draft-ietf-webtrans-http3, Section 3.3),
+	// most preferred first, unless the request header passed to Dial or
+	// OpenSession carries that field itself. A server answer outside the
+	// offer closes the session with WT_ALPN_ERROR and fails the dial with
+	// a *ProtocolError; Session.Protocol reports the server's choice.
+	Protocols []string
+	// RequireProtocol also fails the dial (WT_ALPN_ERROR, *ProtocolError)
+	// when the server chooses no protocol.
+	RequireProtocol bool
 	// Limits bound what the server can make the client hold.
 	Limits Limits
 	// Logger receives structured logs; nil discards them.
@@ -55,6 +65,9 @@ type Dialer struct {
 type ClientConn struct {
 	c     *conn
 	owned bool // close the QUIC connection when the last Dial session ends
+
+	protocols       []string // Dialer.Protocols
+	requireProtocol bool
 }
 
 // Dial connects to a WebTransport URL (https://host:port/path), opens a
@@ -167,7 +180,7 @@ func (d *Dialer) newClientConn(qc qconn) (*ClientConn, error) {
 	if err := c.start(); err != nil {
 		return nil, err
 	}
-	return &ClientConn{c: c}, nil
+	return &ClientConn{c: c, protocols: d.Protocols, requireProtocol: d.RequireProtocol}, nil
 }
 
 // verifyPinned accepts a leaf certificate whose DER SHA-256 is pinned and
@@ -292,6 +305,10 @@ func (cc *ClientConn) openSession(ctx context.Context, u *url.URL, h http.Header
 	if draft == settings.Draft02 {
 		e.add("sec-webtransport-http3-draft02", "1")
 	}
+	offered, err := cc.offerProtocols(e, h)
+	if err != nil {
+		return fail(err)
+	}
 	e.addHeader(h)
 	if _, err := str.Write(e.headersFrame()); err != nil {
 		return fail(translateStreamErr(err))
@@ -340,6 +357,8 @@ func (cc *ClientConn) openSession(ctx context.Context, u *url.URL, h http.Header
 		}
 		return rsp, nil, &RejectedError{StatusCode: status}
 	}
+	protocol, perr := cc.checkProtocol(hdr, offered)
+	sess.protocol = protocol
 	sess.mu.Lock()
 	sess.rareLocked().response = rsp
 	sess.mu.Unlock()
@@ -354,6 +373,21 @@ func (cc *ClientConn) openSession(ctx context.Context, u *url.URL, h http.Header
 		sess.mu.Unlock()
 	}
 	sess.startReader()
+	sess.ql.sessionOpened(sess, u.Path)
+	if perr != nil {
+		// draft-ietf-webtrans-http3, Section 3.3: close the session with
+		// WT_ALPN_ERROR (a Dial connection closes when the close is done).
+		_ = sess.CloseWithError(perr.Code(), "application protocol negotiation failed")
+		if cc.owned {
+			// Dial closes the connection on error: first let the close
+			// reach the server (bounded by Limits.CloseTimeout).
+			select {
+			case <-sess.Closed():
+			case <-ctx.Done():
+			}
+		}
+		return rsp, nil, perr
+	}
 	return rsp, sess, nil
 }
 

@@ -87,6 +87,9 @@ type conn struct {
 	bidiPrefix, uniPrefix [16]byte
 
 	unknownStreams atomic.Uint64 // unknown unidirectional stream types seen
+
+	ql            *qlogger // qlog events (qlog.go), nil when off
+	peerControlID uint64   // the peer's control stream, for qlog; its reader's
 }
 
 func newConn(qc qconn, isServer bool, limits Limits, logger *slog.Logger, local *settings.Settings) *conn {
@@ -121,15 +124,19 @@ func (c *conn) start() error {
 	// read it here, on the caller's goroutine (the accept loop or the
 	// dialer), so that the control stream's reader keeps a small stack.
 	c.peerDatagramTP, c.peerResetStreamAt = c.qc.PeerTransportParameters()
+	c.ql = newQlogger(c.qc)
 	ctrl, err := c.qc.OpenUniStream()
 	if err != nil {
+		c.ql.close()
 		return err
 	}
 	b := frames.AppendUniStreamType(make([]byte, 0, 64), frames.StreamTypeControl)
 	b = c.local.AppendFrame(b)
 	if _, err := ctrl.Write(b); err != nil {
+		c.ql.close()
 		return err
 	}
+	c.ql.settingsFrame(true, uint64(ctrl.StreamID()), &c.local)
 	c.ctrl = ctrl
 	go c.acceptUniLoop()
 	go c.acceptBidiLoop()
@@ -188,6 +195,7 @@ func (c *conn) shutdown(err error) {
 		for _, s := range sessions {
 			s.terminate(c.sessionEndFor(err), false)
 		}
+		c.ql.close()
 	})
 }
 

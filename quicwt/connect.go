@@ -66,6 +66,7 @@ func (s *Session) Drain() error {
 func (s *Session) writeCapsules(capsules []byte, fin bool) error {
 	b := frames.AppendDataHeader(make([]byte, 0, 8+len(capsules)), uint64(len(capsules)))
 	b = append(b, capsules...)
+	s.ql.capsulesCreated(s, capsules)
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	_ = s.str.SetWriteDeadline(time.Now().Add(s.lim.CloseTimeout))
@@ -191,6 +192,7 @@ func (s *Session) readCapsules() {
 
 // handleCapsule acts on one capsule; it returns true for WT_CLOSE_SESSION.
 func (s *Session) handleCapsule(cp frames.Capsule) bool {
+	s.ql.capsuleParsed(s, cp)
 	switch cp.Type {
 	case frames.CapsuleCloseSession:
 		code, msg, err := frames.ParseCloseSession(cp.Value)

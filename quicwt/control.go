@@ -149,6 +149,7 @@ func (c *conn) peerSettings() *settings.Settings {
 // readControlStream enforces RFC 9114, Sections 6.2.1 and 7.2, on the
 // peer's control stream.
 func (c *conn) readControlStream(s receiveStream) {
+	c.peerControlID = uint64(s.StreamID())
 	fr := newFrameReader(s, 256)
 	limit := uint64(c.limits.MaxControlFrameSize)
 	first := true
@@ -217,6 +218,7 @@ func (c *conn) handleControlFrame(t frames.Type, p []byte, first bool) error {
 		if err := c.peer.Validate(c.peerDatagramTP); err != nil {
 			return err
 		}
+		c.ql.settingsFrame(false, c.peerControlID, &c.peer)
 		if c.isServer {
 			c.draft = settings.Negotiate(&c.peer, &c.local)
 		} else {
@@ -233,6 +235,7 @@ func (c *conn) handleControlFrame(t frames.Type, p []byte, first bool) error {
 		if err != nil {
 			return err
 		}
+		c.ql.goawayFrame(false, c.peerControlID, id)
 		return c.handleGoaway(id)
 	case frames.TypeCancelPush:
 		if _, err := frames.ParseCancelPush(p); err != nil {
@@ -320,6 +323,7 @@ func (c *conn) sendGoaway() {
 	c.markDraining()
 	if c.ctrl != nil {
 		_, _ = c.ctrl.Write(frames.AppendGoaway(nil, id))
+		c.ql.goawayFrame(true, uint64(c.ctrl.StreamID()), id)
 	}
 }
 

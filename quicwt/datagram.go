@@ -116,7 +116,9 @@ func (c *conn) datagramLoop(ctx context.Context) {
 			sess.pushDatagram(payload)
 			continue
 		}
-		c.reg.bufferDatagram(sid, payload)
+		if reason := c.reg.bufferDatagram(sid, payload); reason != "" {
+			c.ql.datagramDroppedID(sid, reason)
+		}
 	}
 }
 
@@ -140,7 +142,10 @@ func (s *Session) ringLocked() *dgramRing {
 
 // SendDatagram sends an HTTP datagram on the session (RFC 9297, Section
 // 2.1). Datagrams are unreliable; a payload that cannot fit one QUIC
-// packet is a *DatagramTooLargeError, never a silent drop.
+// packet is a *DatagramTooLargeError, never a silent drop. By default it
+// blocks while quic-go's send queue (32 datagrams per connection) is
+// full; with a DatagramSendPolicy (SetDatagramSendPolicy) it never
+// blocks and drops by the policy instead.
 func (s *Session) SendDatagram(p []byte) error {
 	if err := s.openCheck(); err != nil {
 		return err
@@ -151,6 +156,14 @@ func (s *Session) SendDatagram(p []byte) error {
 	}
 	bp := dgramPool.Get().(*[]byte)
 	b := append(frames.AppendDatagramHeader((*bp)[:0], s.id), p...)
+	if d := s.sender(); d != nil {
+		*bp = b
+		if !tp {
+			dgramPool.Put(bp)
+			return ErrDatagramsDisabled
+		}
+		return s.queueDatagram(d, bp) // datagram_send.go
+	}
 	err := s.c.sendDatagram(b)
 	*bp = b[:0]
 	dgramPool.Put(bp)
@@ -198,6 +211,7 @@ func (s *Session) pushDatagram(p []byte) {
 	if q.bytes+len(p) > s.lim.DatagramQueueBytes {
 		s.mu.Unlock()
 		q.drops.Add(1)
+		s.ql.datagramDropped(s, "receive_queue_full")
 		return
 	}
 	if q.n == len(q.buf) {

@@ -24,6 +24,11 @@
 // (lifecycle), session_streams.go, connect.go (the CONNECT stream and its
 // capsules) and stream.go make the sessions. Calls go down that list;
 // a session sees its connection through the narrow sessionConn interface.
+// Features with a file of their own, hooked in with a line or two
+// elsewhere: protocols.go (WT-Available-Protocols / WT-Protocol, with
+// package sfv), priority.go (send order and groups), datagram_send.go
+// (the datagram send policy), exporter.go (the session exporter) and
+// qlog.go (qlog events).
 //
 // Server:
 //

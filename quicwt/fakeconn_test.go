@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/qlogwriter"
 )
 
 // fakeConn is an in-memory qconn for driving the connection state machine
@@ -121,6 +122,7 @@ func (f *fakeConn) CloseWithError(code quic.ApplicationErrorCode, msg string) er
 }
 func (f *fakeConn) Context() context.Context              { return f.ctx }
 func (f *fakeConn) PeerTransportParameters() (bool, bool) { return true, true }
+func (f *fakeConn) QlogTrace() qlogwriter.Trace           { return nil }
 func (f *fakeConn) TLS() *tls.ConnectionState             { return &tls.ConnectionState{} }
 func (f *fakeConn) LocalAddr() net.Addr                   { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 443} }
 func (f *fakeConn) RemoteAddr() net.Addr {
@@ -214,5 +216,6 @@ func (s *fakeStream) TryWriteAll(p []byte) error         { _, err := s.Write(p);
 func (s *fakeStream) Close() error                       { return nil }
 func (s *fakeStream) CancelWrite(c quic.StreamErrorCode) { s.f.recordReset(c) }
 func (s *fakeStream) SetReliableBoundary()               {}
+func (s *fakeStream) SetPriority(int8, bool)             {}
 
 var errFakeDone = errors.New("fake peer done")

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/qlogwriter"
 )
 
 // This file is the one place that holds quic-go's connection and stream
@@ -31,6 +32,8 @@ type sendStream interface {
 	Close() error
 	CancelWrite(quic.StreamErrorCode)
 	SetReliableBoundary()
+	// SetPriority is quic-go's RFC 9218 urgency (0-7) and incremental.
+	SetPriority(urgency int8, incremental bool)
 	SetWriteDeadline(time.Time) error
 	// Context is canceled when the send side ends: our Close or
 	// CancelWrite, the peer's STOP_SENDING, or the connection's end.
@@ -65,6 +68,9 @@ type qconn interface {
 	PeerTransportParameters() (datagrams, resetStreamAt bool)
 	// TLS returns the TLS state (complete after the handshake).
 	TLS() *tls.ConnectionState
+	// QlogTrace returns the connection's qlog trace (quic.Config.Tracer),
+	// or nil.
+	QlogTrace() qlogwriter.Trace
 	LocalAddr() net.Addr
 	RemoteAddr() net.Addr
 	// SmoothedRTT is the connection's RTT estimate (RFC 9002, Section 5.3).
@@ -142,8 +148,9 @@ func (q quicGoConn) TLS() *tls.ConnectionState {
 	st := q.c.ConnectionState().TLS
 	return &st
 }
-func (q quicGoConn) LocalAddr() net.Addr  { return q.c.LocalAddr() }
-func (q quicGoConn) RemoteAddr() net.Addr { return q.c.RemoteAddr() }
+func (q quicGoConn) QlogTrace() qlogwriter.Trace { return q.c.QlogTrace() }
+func (q quicGoConn) LocalAddr() net.Addr         { return q.c.LocalAddr() }
+func (q quicGoConn) RemoteAddr() net.Addr        { return q.c.RemoteAddr() }
 func (q quicGoConn) SmoothedRTT() time.Duration {
 	return q.c.ConnectionStats().SmoothedRTT
 }

@@ -192,24 +192,25 @@ func (r *registry) deliverStream(sid uint64, es earlyStream) {
 
 // bufferDatagram holds a datagram for a session that does not exist yet,
 // or drops it past the limits (the draft allows dropping).
-func (r *registry) bufferDatagram(sid uint64, payload []byte) {
+func (r *registry) bufferDatagram(sid uint64, payload []byte) (dropped string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.isServer || r.isGoneLocked(sid) || r.closed {
-		return // a client knows its sessions; gone sessions get nothing
+		return "no_session" // a client knows its sessions; gone sessions get nothing
 	}
 	if r.earlyDgrams >= r.limits.MaxBufferedDatagrams || r.earlyBytes+len(payload) > r.limits.MaxBufferedDatagramBytes {
-		return
+		return "early_buffer_full"
 	}
 	if e := r.early[sid]; e == nil && r.earlyStreams+len(r.early) >= r.limits.MaxBufferedStreams {
-		return // bound the number of session IDs held, too
+		return "early_buffer_full" // bound the number of session IDs held, too
 	} else if e != nil && len(e.datagrams) >= r.limits.MaxBufferedDatagramsPerSession {
-		return
+		return "early_buffer_full"
 	}
 	e := r.earlyLocked(sid)
 	e.datagrams = append(e.datagrams, payload)
 	r.earlyDgrams++
 	r.earlyBytes += len(payload)
+	return ""
 }
 
 func (r *registry) earlyLocked(sid uint64) *earlyBuffer {

@@ -30,6 +30,7 @@ type requestServer struct {
 	handler     http.Handler
 	checkOrigin func(*http.Request) bool
 	logger      *slog.Logger
+	protocols   []string // Server.Protocols
 }
 
 // serveRequest serves a client-initiated bidirectional stream whose first
@@ -249,8 +250,11 @@ func hostPort(h, scheme string) string {
 // checks the Origin, sends a 200 response with the headers set on
 // w.Header(), and returns the session. On error a response has already
 // been sent: 400 for a request that is not a WebTransport CONNECT, 403 for
-// a refused Origin. The handler may return while the session goes on.
-func Upgrade(w http.ResponseWriter, r *http.Request) (*Session, error) {
+// a refused Origin, 500 for a protocol choice the client did not offer
+// (ErrProtocolNotOffered). The handler may return while the session goes
+// on. Options choose the application protocol (WithProtocol); without
+// them Server.Protocols does.
+func Upgrade(w http.ResponseWriter, r *http.Request, opts ...UpgradeOption) (*Session, error) {
 	rw := unwrapResponseWriter(w)
 	if rw == nil || rw.sess == nil {
 		w.WriteHeader(http.StatusBadRequest)
@@ -268,6 +272,10 @@ func Upgrade(w http.ResponseWriter, r *http.Request) (*Session, error) {
 		return nil, ErrOriginRejected
 	}
 	sess := rw.sess
+	if err := rw.chooseProtocol(r, opts); err != nil {
+		rw.WriteHeader(http.StatusInternalServerError)
+		return nil, err
+	}
 	if sess.Draft() == settings.Draft02 && rw.header.Get("Sec-Webtransport-Http3-Draft") == "" {
 		rw.header.Set("Sec-Webtransport-Http3-Draft", "draft02")
 	}
@@ -286,6 +294,7 @@ func Upgrade(w http.ResponseWriter, r *http.Request) (*Session, error) {
 		sess.finishConnect()
 		return nil, sess.Err()
 	}
+	sess.ql.sessionOpened(sess, r.URL.Path)
 	return sess, nil
 }
 

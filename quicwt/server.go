@@ -36,6 +36,12 @@ type Server struct {
 	// means the default: no Origin header, or an Origin whose host:port
 	// equals the request's authority.
 	CheckOrigin func(r *http.Request) bool
+	// Protocols are the application protocols the server speaks
+	// (draft-ietf-webtrans-http3, Section 3.3). When set, Upgrade answers
+	// with the client's most preferred offered one in WT-Protocol (none
+	// when no offered protocol is supported); a handler can choose
+	// otherwise with WithProtocol. Session.Protocol reports the choice.
+	Protocols []string
 	// Limits bound what a peer can make the server hold.
 	Limits Limits
 	// Logger receives structured logs; nil discards them.
@@ -77,7 +83,7 @@ func (srv *Server) init() {
 		srv.conns = make(map[*conn]struct{})
 		srv.listeners = make(map[QUICListener]struct{})
 		srv.done = make(chan struct{})
-		srv.requests = &requestServer{handler: srv.Handler, checkOrigin: srv.CheckOrigin, logger: srv.logger()}
+		srv.requests = &requestServer{handler: srv.Handler, checkOrigin: srv.CheckOrigin, logger: srv.logger(), protocols: srv.Protocols}
 	}
 	srv.mu.Unlock()
 }

@@ -30,7 +30,8 @@ type Session struct {
 	id  uint64
 	str bidiStream // the CONNECT stream
 
-	request *http.Request // server side (client side: rare.response)
+	request  *http.Request // server side (client side: rare.response)
+	protocol string        // negotiated WT-Protocol (protocols.go)
 	// flow is the flow-control state, made on first use (flowState): an
 	// idle session costs nothing for it.
 	flow atomic.Pointer[sessionFlow]
@@ -57,6 +58,11 @@ type Session struct {
 	dq       *dgramRing    // received datagrams, made on first use
 	streams  *streamState  // open streams to reset when the session ends, a list
 	rare     *sessionRare  // what few sessions need, made on demand
+	prio     *prioState    // streams with a send order or group (priority.go)
+	// The datagram send policy's queue (datagram_send.go), nil without
+	// one.
+	dsend atomic.Pointer[dgramSender]
+	ql    *qlogger // the connection's (qlog.go), nil when off
 
 	// rd reads the CONNECT stream after the header section, in the
 	// session's reader goroutine only. It keeps no buffer while idle.
@@ -140,6 +146,7 @@ func newSession(c *conn, str bidiStream, draft settings.Draft) *Session {
 		str:      str,
 		draft:    uint8(draft),
 		isServer: c.isServer,
+		ql:       c.ql,
 	}
 	s.flowOn = c.flowControl
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
@@ -264,6 +271,7 @@ func (s *Session) Draining() <-chan struct{} {
 }
 
 func (s *Session) markDraining() {
+	s.ql.sessionDraining(s)
 	s.mu.Lock()
 	var ch *chan struct{}
 	if s.rare != nil {
@@ -365,6 +373,7 @@ func (s *Session) end(e *SessionError, resetConnect, deferResets bool) {
 	}
 	s.closeErr = e
 	s.state.Store(sessionClosed)
+	s.ql.sessionClosed(s, e)
 	streams := s.takeStreamsLocked()
 	var queued []earlyStream
 	if sq := s.sq; sq != nil {

@@ -327,6 +327,7 @@ func (s *Session) track(st *streamState) bool {
 	s.streams = st
 	st.linked = true
 	s.nStreams++
+	s.ql.streamAssociated(s, uint64(st.id))
 	return true
 }
 

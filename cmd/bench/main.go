@@ -298,7 +298,15 @@ func main() {
 	chatInstances := flag.Int("chat-instances", 2, "chat load: instances on Redis (the local room gets the same members)")
 	chatMessages := flag.Int("chat-messages", 20, "chat load: comments per member")
 	chatInterval := flag.Duration("chat-interval", 0, "chat load: time between a member's comments (0: a burst)")
+	features := flag.Bool("features", false, "run the quicwt-only feature workloads (send priorities, datagram send policy) instead")
 	flag.Parse()
+	if *features {
+		if err := runFeatures(os.Stdout, *quick); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *chat {
 		if err := runChatLoad(os.Stdout, chatSpec{instances: *chatInstances, perInst: *chatSessions, messages: *chatMessages, interval: *chatInterval}); err != nil {
 			fmt.Fprintln(os.Stderr, err)

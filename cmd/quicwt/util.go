@@ -15,6 +15,8 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/qlog"
 	"github.com/quic-go/quic-go/qlogwriter"
+
+	"github.com/quicwt/quicwt/quicwt"
 )
 
 // flagSet is a command's flag set with its -h help text.
@@ -99,7 +101,7 @@ func qlogTracer(dir string, log *slog.Logger) (func(context.Context, bool, quic.
 			return nil
 		}
 		log.Debug("qlog file", "path", path)
-		fs := qlogwriter.NewConnectionFileSeq(&bufferedFile{Writer: bufio.NewWriter(f), f: f}, isClient, connID, []string{qlog.EventSchema})
+		fs := qlogwriter.NewConnectionFileSeq(&bufferedFile{Writer: bufio.NewWriter(f), f: f}, isClient, connID, append([]string{qlog.EventSchema}, quicwt.QlogSchemas...))
 		go fs.Run()
 		return fs
 	}, nil
