@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/quicwt/quicwt/frames"
+	"github.com/quicwt/quicwt/frames/sfv"
 	"github.com/quicwt/quicwt/quicwt"
 )
 
@@ -64,7 +65,11 @@ func interopClient(c interopConfig) error {
 	}
 	hdr := http.Header{}
 	if len(protocols) > 0 {
-		hdr.Set("WT-Available-Protocols", sfStringList(protocols))
+		v, err := sfv.FormatStringList(protocols)
+		if err != nil {
+			return fmt.Errorf("PROTOCOLS: %w", err)
+		}
+		hdr.Set("WT-Available-Protocols", v)
 	}
 	// One QUIC connection per host; one session per endpoint on it.
 	for _, t := range targets {
@@ -169,8 +174,8 @@ func chosenProtocol(h http.Header, offered []string) (string, error) {
 	if len(v) == 0 {
 		return "", nil
 	}
-	p, ok := parseSFString(strings.Join(v, ","))
-	if !ok || !contains(offered, p) {
+	p, err := sfv.ParseStringItem(v)
+	if err != nil || !contains(offered, p) {
 		return "", fmt.Errorf("server selected protocol %q that wasn't offered", strings.Join(v, ","))
 	}
 	return p, nil

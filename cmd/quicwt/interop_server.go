@@ -7,13 +7,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/quicwt/quicwt/frames/sfv"
 	"github.com/quicwt/quicwt/quicwt"
 )
 
@@ -21,7 +21,11 @@ import (
 // WT-Available-Protocols, a list of sf-strings (RFC 9651) that may span
 // several field lines (RFC 9110, Section 5.3); a malformed list offers none.
 func offeredProtocols(h http.Header) []string {
-	return parseSFStringList(strings.Join(h.Values("Wt-Available-Protocols"), ", "))
+	l, err := sfv.ParseStringList(h.Values("Wt-Available-Protocols"))
+	if err != nil {
+		return nil
+	}
+	return l
 }
 
 // selectProtocol picks the first protocol the client offers that we
@@ -77,8 +81,8 @@ func interopServer(c interopConfig) error {
 	for _, ep := range endpoints {
 		h := func(w http.ResponseWriter, r *http.Request) {
 			proto := selectProtocol(offeredProtocols(r.Header), protocols)
-			if proto != "" {
-				w.Header().Set("WT-Protocol", sfString(proto))
+			if v, err := sfv.FormatString(proto); proto != "" && err == nil {
+				w.Header().Set("WT-Protocol", v)
 			}
 			sess, err := quicwt.Upgrade(w, r)
 			if err != nil {

@@ -232,30 +232,6 @@ func TestInteropUnsupported(t *testing.T) {
 	}
 }
 
-func TestSFStrings(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want []string
-	}{
-		{`"a", "b"`, []string{"a", "b"}},
-		{`"a";q=1,"b\"c"`, []string{"a", `b"c`}},
-		{`"a",`, nil},
-		{`a`, nil},
-		{``, nil},
-	} {
-		got := parseSFStringList(tc.in)
-		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
-			t.Errorf("parseSFStringList(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-	if got := sfStringList([]string{"a", `b"c`}); got != `"a", "b\"c"` {
-		t.Errorf("sfStringList: %s", got)
-	}
-	if p, ok := parseSFString(`"x";a=1`); !ok || p != "x" {
-		t.Errorf("parseSFString: %q %v", p, ok)
-	}
-}
-
 // holdingServer is a quicwt server that accepts every session and then
 // never answers: it reads no stream, opens none and sends no datagram, and
 // keeps each session open until the test ends. Each accepted session is
