@@ -9,12 +9,14 @@ FUZZMIN ?= 3s
 FUZZ_TARGETS = $(shell grep -ho '^func Fuzz[A-Za-z0-9_]*' fuzz/*_test.go | sed 's/^func //')
 NESTED = $(wildcard cmd/quicwt/go.mod cmd/interop/go.mod cmd/bench/go.mod)
 
-.PHONY: demo test check unit fuzz nested bench
+QUICGO_LATEST ?= v0.65.0
+
+.PHONY: demo test check unit unit-quic-go-latest fuzz nested bench
 
 demo:
 	cd cmd/quicwt && $(GO) run . serve
 
-test: check unit fuzz nested
+test: check unit unit-quic-go-latest fuzz nested
 
 # Formatting and vet over the root module and the nested ones.
 check:
@@ -26,6 +28,16 @@ check:
 # command line, cmd/quicwt, is a nested module: see nested).
 unit:
 	$(GO) test -race -count=1 ./...
+
+# The library against the newest quic-go as well (QUICGO_LATEST), through a
+# copy of go.mod: the module requires v0.64.1, the newest that
+# webtransport-go v0.13.0 (cmd/interop, cmd/bench) compiles with, and a
+# build that links both gets one quic-go for both.
+unit-quic-go-latest:
+	@tmp=$$(mktemp -d) && cp go.mod go.sum $$tmp/ && \
+	$(GO) get -modfile=$$tmp/go.mod github.com/quic-go/quic-go@$(QUICGO_LATEST) && \
+	$(GO) test -race -count=1 -tags quicgo_latest -modfile=$$tmp/go.mod ./quicwt ./frames/... ./settings ./varint; \
+	rc=$$?; rm -rf $$tmp; exit $$rc
 
 # Each fuzz target for a bounded number of executions on top of its seed
 # corpus. Counts, not durations: with a duration, Go 1.26's fuzz

@@ -102,12 +102,14 @@ func (s *Session) finishConnect() {
 	s.writeMu.Unlock()
 }
 
-// resetConnect resets the CONNECT stream for a violation on it and ends
-// the session with that cause.
+// resetConnect ends the session for a violation on its CONNECT stream and
+// resets the stream with code. The session ends first: the reader, woken by
+// the reset, then finds it ended and neither mistakes our reset for the
+// peer's nor resets the stream again with another code.
 func (s *Session) resetConnect(code ErrorCode, cause error) {
-	s.str.CancelRead(quic.StreamErrorCode(code))
-	s.str.CancelWrite(quic.StreamErrorCode(code))
 	s.terminate(&SessionError{Cause: cause}, false)
+	s.str.CancelWrite(quic.StreamErrorCode(code))
+	s.str.CancelRead(quic.StreamErrorCode(code))
 }
 
 // readCapsules runs for the session's lifetime, reading the CONNECT

@@ -67,7 +67,12 @@ type dropKey struct {
 // newQlogger adds a producer to the connection's trace, or returns nil.
 func newQlogger(qc qconn) *qlogger {
 	tr := qc.QlogTrace()
-	if tr == nil || !(tr.SupportsSchemas(QlogSchemaWebTransport) || tr.SupportsSchemas(QlogSchemaHTTP3)) {
+	if tr == nil {
+		return nil
+	}
+	// quic-go v0.64 lets a trace say which schemas it takes; v0.65
+	// dropped the method (and takes every event).
+	if sc, ok := tr.(interface{ SupportsSchemas(string) bool }); ok && !(sc.SupportsSchemas(QlogSchemaWebTransport) || sc.SupportsSchemas(QlogSchemaHTTP3)) {
 		return nil
 	}
 	r := tr.AddProducer()

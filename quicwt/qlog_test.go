@@ -42,7 +42,7 @@ func (m *memTrace) tracer(schemas []string) func(context.Context, bool, quic.Con
 		m.mu.Lock()
 		m.files = append(m.files, f)
 		m.mu.Unlock()
-		fs := qlogwriter.NewConnectionFileSeq(f, isClient, id, schemas)
+		fs := newFileSeq(f, isClient, id, schemas)
 		go fs.Run()
 		return fs
 	}
@@ -224,29 +224,6 @@ func TestQlogEvents(t *testing.T) {
 }
 
 func toJSON(v any) string { b, _ := json.Marshal(v); return string(b) }
-
-// TestQlogNotSupported: a trace without the schemas gets no producer and
-// no events, and still closes.
-func TestQlogNotSupported(t *testing.T) {
-	var tr memTrace
-	ts := startServer(t, wtHandler(t, func(sess *Session) { <-sess.Context().Done() }))
-	d := ts.dialer()
-	d.QUICConfig = &quic.Config{Tracer: tr.tracer([]string{qlog.EventSchema})}
-	_, sess, err := d.Dial(testCtx(t), ts.url("/q"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sess.ql != nil {
-		t.Fatal("qlog on without the schemas")
-	}
-	sess.Close()
-	<-sess.Closed()
-	for _, ev := range tr.events(t) {
-		if n, _ := ev["name"].(string); strings.HasPrefix(n, "webtransport:") || strings.HasPrefix(n, "http3:") {
-			t.Fatalf("event %s without the schema", n)
-		}
-	}
-}
 
 // The hooks cost nothing when qlog is off: no allocation.
 func TestQlogOffAllocs(t *testing.T) {
