@@ -347,6 +347,7 @@ func (cc *ClientConn) openSession(ctx context.Context, u *url.URL, h http.Header
 		Header:     hdr,
 		Body:       http.NoBody,
 		Request:    &http.Request{Method: http.MethodConnect, URL: u, Header: h, Host: u.Host},
+		TLS:        c.tls(),
 	}
 	if status < 200 || status > 299 {
 		str.CancelRead(quic.StreamErrorCode(frames.H3NoError))

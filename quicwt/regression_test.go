@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -435,4 +436,41 @@ func TestImplicitlyOpenedUniStreams(t *testing.T) {
 		}
 	}
 	p.expectAlive()
+}
+
+// Issue 18.5 and 18.6: a client session shows what TLS negotiated (in
+// Session.ConnectionState and Response().TLS), and a Dialer dials from the
+// caller's quic.Transport with its own options (the pin) applied.
+func TestDialerTransportAndTLSState(t *testing.T) {
+	ts := startServer(t, wtHandler(t, echoSession))
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &quic.Transport{Conn: udp}
+	defer tr.Close()
+	d := ts.dialer()
+	d.Transport = tr
+	rsp, sess, err := d.Dial(testCtx(t), ts.url("/wt"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	if sess.LocalAddr().String() != udp.LocalAddr().String() {
+		t.Fatalf("session on %v, want the transport's socket %v", sess.LocalAddr(), udp.LocalAddr())
+	}
+	cs := sess.ConnectionState()
+	if cs.NegotiatedProtocol != NextProtoH3 || len(cs.PeerCertificates) == 0 || CertificateHash(cs.PeerCertificates[0]) != ts.hash {
+		t.Fatalf("TLS state: ALPN %q, %d certificates", cs.NegotiatedProtocol, len(cs.PeerCertificates))
+	}
+	if rsp.TLS == nil || rsp.TLS.NegotiatedProtocol != NextProtoH3 {
+		t.Fatalf("Response().TLS = %v", rsp.TLS)
+	}
+	// The pin applies on the caller's transport too.
+	bad := ts.dialer()
+	bad.CertificateHashes = [][32]byte{{1}}
+	bad.Transport = tr
+	if _, _, err := bad.Dial(testCtx(t), ts.url("/wt"), nil); err == nil {
+		t.Fatal("a wrong pin was accepted on the caller's transport")
+	}
 }
