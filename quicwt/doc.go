@@ -7,8 +7,11 @@
 // the Capsule Protocol (RFC 9297), and WebTransport itself
 // (draft-ietf-webtrans-http3, drafts 02 to 16): sessions, the stream-type
 // prefixes, the quarter-stream-ID datagram format, WT_CLOSE_SESSION,
-// WT_DRAIN_SESSION and the mapping of application error codes. Plain HTTP/3
-// requests on the same connection are served by an http.Handler.
+// WT_DRAIN_SESSION, the mapping of application error codes, and
+// WebTransport flow control (draft-16, Section 5), which keeps the sessions
+// that share a connection from taking each other's streams and window.
+// Plain HTTP/3 requests on the same connection are served by an
+// http.Handler.
 //
 // The wire format lives in packages varint, frames and settings, which do no
 // I/O; this package is the state machine over them. quic-go's connection
@@ -22,13 +25,14 @@
 // and early buffers), datagram.go (datagram routing and queues), request.go
 // and response.go (serving requests, Upgrade) run them; session.go
 // (lifecycle), session_streams.go, connect.go (the CONNECT stream and its
-// capsules) and stream.go make the sessions. Calls go down that list;
+// capsules), flow.go (flow control) and stream.go make the sessions. Calls go down that list;
 // a session sees its connection through the narrow sessionConn interface.
 // Features with a file of their own, hooked in with a line or two
 // elsewhere: protocols.go (WT-Available-Protocols / WT-Protocol, with
-// package sfv), priority.go (send order and groups), datagram_send.go
+// package frames/sfv), priority.go (send order and groups), datagram_send.go
 // (the datagram send policy), exporter.go (the session exporter) and
-// qlog.go (qlog events).
+// qlog.go (qlog events); certificate.go makes certificates for
+// serverCertificateHashes.
 //
 // Server:
 //
