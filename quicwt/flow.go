@@ -138,7 +138,7 @@ func (s *Session) flowViolation(reason string) {
 // reserveData takes up to n bytes of the peer's session data credit,
 // waiting for credit until the deadline (zero: none) or the session's end.
 // A blocked writer has WT_DATA_BLOCKED sent (Section 5.6.5).
-func (s *Session) reserveData(n int, deadline func() time.Time) (int, error) {
+func (s *Session) reserveData(n int, st *streamState) (int, error) {
 	f := s.flowState()
 	for {
 		used, limit := f.sentData.Load(), f.sendMaxData.Load()
@@ -160,7 +160,7 @@ func (s *Session) reserveData(n int, deadline func() time.Time) (int, error) {
 		ch := f.waitChanLocked()
 		f.mu.Unlock()
 		s.flushFlow()
-		if err := s.waitCredit(nil, ch, deadline); err != nil {
+		if err := s.waitCredit(nil, ch, st); err != nil {
 			return 0, err
 		}
 	}
@@ -237,16 +237,16 @@ func (s *Session) untakeStream(k int) {
 	s.flowState().wake()
 }
 
-// waitCredit waits for ch, the session's end, ctx (nil: none) or the
-// deadline (nil or zero: none).
-func (s *Session) waitCredit(ctx context.Context, ch chan struct{}, deadline func() time.Time) error {
+// waitCredit waits for ch, the session's end, ctx (nil: none) or the write
+// deadline of st (nil, or no deadline: none).
+func (s *Session) waitCredit(ctx context.Context, ch chan struct{}, st *streamState) error {
 	var done <-chan struct{}
 	if ctx != nil {
 		done = ctx.Done()
 	}
 	var timer <-chan time.Time
-	if deadline != nil {
-		if d := deadline(); !d.IsZero() {
+	if st != nil {
+		if d := st.writeDeadline(); !d.IsZero() {
 			wait := time.Until(d)
 			if wait <= 0 {
 				return errDeadline

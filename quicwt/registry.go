@@ -46,8 +46,12 @@ type earlyBuffer struct {
 type earlyStream struct {
 	bidi bidiStream
 	uni  receiveStream
-	hdr  uint8     // length of the stream header (type or signal, session ID)
-	rf   *recvFlow // its accounting, once in a session with flow control
+	hdr  uint8 // length of the stream header (type or signal, session ID)
+	// In a session with flow control: the stream's accounting from its
+	// arrival on, and the wrapper made with it.
+	rf *recvFlow
+	sw *Stream
+	rw *ReceiveStream
 }
 
 // reject resets a stream that will not be delivered.

@@ -57,9 +57,13 @@ func (s *Session) enqueue(es earlyStream) {
 			return
 		}
 		if es.bidi != nil {
-			es.rf = s.newRecvFlow(es.bidi, es.hdr)
+			fs := &flowStream{}
+			s.initRecvFlow(&fs.rf, es.bidi, es.hdr)
+			es.rf, es.sw = &fs.rf, &fs.Stream
 		} else {
-			es.rf = s.newRecvFlow(es.uni, es.hdr)
+			fs := &flowReceiveStream{}
+			s.initRecvFlow(&fs.rf, es.uni, es.hdr)
+			es.rf, es.rw = &fs.rf, &fs.ReceiveStream
 		}
 		s.mu.Lock()
 		if s.closeErr != nil {
@@ -143,7 +147,7 @@ func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.newStream(es.bidi, true, es.rf), nil
+	return s.newStream(es.bidi, true, es.sw, es.rf), nil
 }
 
 // TryAcceptStream returns the next bidirectional stream if one is waiting,
@@ -153,7 +157,7 @@ func (s *Session) TryAcceptStream() (str *Stream, ok bool) {
 	if err != nil {
 		return nil, false
 	}
-	return s.newStream(es.bidi, true, es.rf), true
+	return s.newStream(es.bidi, true, es.sw, es.rf), true
 }
 
 // AcceptUniStream waits for the peer's next unidirectional stream.
@@ -162,7 +166,7 @@ func (s *Session) AcceptUniStream(ctx context.Context) (*ReceiveStream, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.newReceiveStream(es.uni, es.rf), nil
+	return s.newReceiveStream(es.uni, es.rw, es.rf), nil
 }
 
 // TryAcceptUniStream returns the next unidirectional stream if one is
@@ -172,7 +176,7 @@ func (s *Session) TryAcceptUniStream() (str *ReceiveStream, ok bool) {
 	if err != nil {
 		return nil, false
 	}
-	return s.newReceiveStream(es.uni, es.rf), true
+	return s.newReceiveStream(es.uni, es.rw, es.rf), true
 }
 
 // OpenStream opens a bidirectional stream without waiting. It fails with
@@ -297,7 +301,7 @@ func (s *Session) initBidi(qs bidiStream) (*Stream, error) {
 	}
 	// RESET_STREAM_AT keeps the header reliable if the stream is reset.
 	qs.SetReliableBoundary()
-	return s.newStream(qs, false, nil), nil
+	return s.newStream(qs, false, nil, nil), nil
 }
 
 // initUni writes the stream type and session ID that open a

@@ -58,12 +58,23 @@ type recvFlow struct {
 	accounted bool // the unread bytes were consumed at the read side's end
 }
 
-// newRecvFlow starts the accounting of rs, whose header in the peer's
+// initRecvFlow starts the accounting of rs, whose header in the peer's
 // direction is peerHdr bytes long.
-func (s *Session) newRecvFlow(rs receiveStream, peerHdr uint8) *recvFlow {
-	rf := &recvFlow{sess: s, peerHdr: peerHdr, final: -1}
+func (s *Session) initRecvFlow(rf *recvFlow, rs receiveStream, peerHdr uint8) {
+	*rf = recvFlow{sess: s, peerHdr: peerHdr, final: -1}
 	rs.SetReceiveFinalSizeCallback(rf.finalSize)
-	return rf
+}
+
+// flowStream and flowReceiveStream are the wrappers of streams in a session
+// with flow control: the receive accounting in the same allocation.
+type flowStream struct {
+	Stream
+	rf recvFlow
+}
+
+type flowReceiveStream struct {
+	ReceiveStream
+	rf recvFlow
 }
 
 // finalSize learns how much the peer sent on the stream, read or not: the
@@ -199,7 +210,7 @@ func (st *streamState) write(w io.Writer, p []byte) (int, error) {
 	}
 	total := 0
 	for len(p) > 0 {
-		k, err := st.sess.reserveData(len(p), st.writeDeadline)
+		k, err := st.sess.reserveData(len(p), st)
 		if err != nil {
 			if err == errDeadline {
 				return total, err
@@ -286,14 +297,22 @@ type Stream struct {
 	st  streamState
 }
 
-// newStream wraps a bidirectional stream: one we opened (rf nil), or one
-// the peer opened, with its accounting when the session has flow control.
-func (s *Session) newStream(qs bidiStream, incoming bool, rf *recvFlow) *Stream {
-	str := &Stream{str: qs}
-	str.st = streamState{sess: s, id: qs.StreamID(), all: doneRead | doneWrite, t: str, incoming: incoming, rf: rf}
-	if s.flowOn && rf == nil {
-		str.st.rf = s.newRecvFlow(qs, 0) // the peer's direction has no header
+// newStream wraps a bidirectional stream: one we opened, or one the peer
+// opened (incoming), whose wrapper and accounting the session made when it
+// arrived (pre, rf) if the session has flow control.
+func (s *Session) newStream(qs bidiStream, incoming bool, pre *Stream, rf *recvFlow) *Stream {
+	str := pre
+	switch {
+	case str != nil:
+	case s.flowOn:
+		fs := &flowStream{}
+		s.initRecvFlow(&fs.rf, qs, 0) // the peer's direction has no header
+		str, rf = &fs.Stream, &fs.rf
+	default:
+		str = &Stream{}
 	}
+	str.str = qs
+	str.st = streamState{sess: s, id: qs.StreamID(), all: doneRead | doneWrite, t: str, incoming: incoming, rf: rf}
 	if !s.track(&str.st) {
 		str.cancel(frames.WTSessionGone)
 	}
@@ -408,8 +427,12 @@ type ReceiveStream struct {
 	st  streamState
 }
 
-func (s *Session) newReceiveStream(qs receiveStream, rf *recvFlow) *ReceiveStream {
-	str := &ReceiveStream{str: qs}
+func (s *Session) newReceiveStream(qs receiveStream, pre *ReceiveStream, rf *recvFlow) *ReceiveStream {
+	str := pre
+	if str == nil {
+		str = &ReceiveStream{}
+	}
+	str.str = qs
 	str.st = streamState{sess: s, id: qs.StreamID(), all: doneRead, t: str, incoming: true, rf: rf}
 	if !s.track(&str.st) {
 		str.cancel(frames.WTSessionGone)
