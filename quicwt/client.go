@@ -365,6 +365,7 @@ func (cc *ClientConn) openSession(ctx context.Context, u *url.URL, h http.Header
 	sess.mu.Unlock()
 	sess.adoptReader(fr)
 	sess.markOpen()
+	sess.flushOnOpen()
 	if cc.owned {
 		// A Dial connection lives as long as its session. It is closed only
 		// after the peer ended the CONNECT stream, so that our

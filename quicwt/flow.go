@@ -455,6 +455,11 @@ func (f *sessionFlow) pendingCapsulesLocked(b []byte) []byte {
 // at a time, so the values on the wire only increase.
 func (s *Session) flushFlow() {
 	f := s.flowState()
+	if s.state.Load() == sessionPending {
+		// Nothing goes on the CONNECT stream before the response's
+		// HEADERS: the session flushes when it opens (flushOnOpen).
+		return
+	}
 	if !f.flushing.CompareAndSwap(false, true) {
 		return // the running flush sees what the caller changed
 	}
@@ -482,6 +487,14 @@ func (s *Session) flushFlow() {
 			go s.flushFlowBlocking(b)
 			return
 		}
+	}
+}
+
+// flushOnOpen writes what flow control had to say while the session was
+// pending (a server's before its 2xx, a client's before the response).
+func (s *Session) flushOnOpen() {
+	if s.flowOn && s.flow.Load() != nil {
+		s.flushFlow()
 	}
 }
 

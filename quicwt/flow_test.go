@@ -536,3 +536,41 @@ func TestFlowControlIsolation(t *testing.T) {
 		t.Fatalf("stalled session sent %d bytes, above its credit", used)
 	}
 }
+
+// Credit granted while a session awaits its handler (streams rejected from
+// a full queue give theirs back) waits for the response: nothing precedes
+// the HEADERS on the CONNECT stream, and the grant follows them.
+func TestFlowControlNothingBeforeResponse(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+		if sess, err := Upgrade(w, r); err == nil {
+			<-sess.Context().Done()
+		}
+	})
+	ts := startServer(t, mux, func(s *Server) { s.Limits.MaxIncomingStreamQueue = 2 })
+	p := dialRaw(t, ts)
+	p.control(rawSettings(1<<20, 100, 100))
+	connect := p.request(nil, connectFields(ts.addr, "/slow")...)
+	for i := 0; i < 20; i++ { // 18 rejected from the full queue
+		s, err := p.qc.OpenStreamSync(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Write(frames.AppendWebTransportBidiHeader(nil, uint64(connect.StreamID())))
+	}
+	fr := newFrameReader(connect, 256)
+	connect.SetReadDeadline(time.Now().Add(5 * time.Second))
+	h, err := frames.ReadHeader(fr, 1<<16)
+	if err != nil || h.Type != frames.TypeHeaders {
+		t.Fatalf("first frame on the CONNECT stream: %v %v, want HEADERS", h.Type, err)
+	}
+	if _, err := fr.payload(h.Length); err != nil {
+		t.Fatal(err)
+	}
+	caps := make(chan frames.Capsule, 16)
+	go readRawCapsules(fr, caps)
+	if v := waitCapsule(t, caps, frames.CapsuleMaxStreamsBidi); v <= 100 {
+		t.Fatalf("WT_MAX_STREAMS %d after the response, want a grant above 100", v)
+	}
+}

@@ -288,7 +288,9 @@ func Upgrade(w http.ResponseWriter, r *http.Request, opts ...UpgradeOption) (*Se
 	// From the 2xx on the session's capsules are processed.
 	rw.str.SetReceiveFinalSizeCallback(nil)
 	sess.startReader()
-	if !sess.markOpen() {
+	if sess.markOpen() {
+		sess.flushOnOpen()
+	} else {
 		// Ended while the handler ran (the peer closed or reset it, or the
 		// connection ended): the handler path ends our side.
 		sess.finishConnect()
