@@ -41,6 +41,10 @@ import (
 // peer's reading are outside the scheduler: priority orders what is
 // written next, it cannot overtake bytes in flight, and a stream blocked
 // on connection-level flow control waits for credit whatever its order.
+// Likewise with WebTransport flow control (flow.go): streams blocked on
+// the session's data credit share it as they come, not in send order, so
+// a session whose peer's window is the bottleneck sees its priorities only
+// within the data its credit lets through.
 
 // SendGroup is a group of a session's send streams whose sendOrders are
 // compared among themselves (the W3C WebTransportSendGroup). Streams not

@@ -92,7 +92,9 @@ func TestSendOrderMapping(t *testing.T) {
 
 // TestSendOrderLoopback: two streams write 4 MiB each, the low-order one
 // starting 5 ms earlier; the one with the higher send order completes
-// first.
+// first. The server grants session data credit for both at once, so that
+// quic-go's scheduler, not the session's credit (which waiting writers
+// share as they come), decides the order.
 func TestSendOrderLoopback(t *testing.T) {
 	const size = 4 << 20
 	done := make(chan string, 2)
@@ -112,7 +114,7 @@ func TestSendOrderLoopback(t *testing.T) {
 			}()
 		}
 		<-sess.Context().Done()
-	}))
+	}), func(s *Server) { s.Limits.InitialSessionMaxData = 4 * size })
 	ctx := testCtx(t)
 	_, sess, err := ts.dialer().Dial(ctx, ts.url("/p"), nil)
 	if err != nil {
